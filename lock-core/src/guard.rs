@@ -1,0 +1,264 @@
+//! [`Guard`]: a held lease that renews itself and says at once when it is lost.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until};
+
+use crate::wait::acquire_timed;
+use crate::{
+    Acquisition, Error, FencingToken, InvalidInput, Lease, Lock, LockName, OwnerId,
+    ReleaseOutcome, RenewOutcome, Ttl, Wait,
+};
+
+/// How to acquire a [`Guard`]: ttl, wait, owner and renewal interval.
+#[derive(Clone, Debug, Default)]
+pub struct AcquireOptions {
+    ttl: Ttl,
+    wait: Wait,
+    owner: Option<OwnerId>,
+    renew_every: Option<Duration>,
+}
+
+impl AcquireOptions {
+    /// Defaults: ttl 30 s, wait forever, a fresh random owner, renewal every ttl/3.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The lease's ttl.
+    pub fn ttl(mut self, ttl: Ttl) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long to wait for another owner's lease to end.
+    pub fn wait(mut self, wait: Wait) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Acquire as this owner instead of a fresh random one.
+    pub fn owner(mut self, owner: OwnerId) -> Self {
+        self.owner = Some(owner);
+        self
+    }
+
+    /// Renew this often instead of every ttl/3. Must be above zero and below the ttl.
+    pub fn renew_every(mut self, every: Duration) -> Self {
+        self.renew_every = Some(every);
+        self
+    }
+}
+
+/// Why a guard's lease was lost.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LossReason {
+    /// A renewal was answered [`RenewOutcome::Lost`]: the lease had expired, was force
+    /// released, or another owner holds it now.
+    Refused,
+    /// No renewal succeeded before the lease must have expired (the backend was unreachable
+    /// or too slow). Judged on the monotonic clock from the send time of the last successful
+    /// grant or renewal, so it never fires late.
+    Unreachable {
+        /// The last error seen, if any (a renewal may also have hung without one).
+        last_error: Option<String>,
+    },
+}
+
+impl std::fmt::Display for LossReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused => f.write_str("the backend refused the renewal: the lease had lapsed or was taken"),
+            Self::Unreachable { last_error: Some(e) } => {
+                write!(f, "no renewal succeeded before the lease expired; last error: {e}")
+            }
+            Self::Unreachable { last_error: None } => {
+                f.write_str("no renewal answered before the lease expired")
+            }
+        }
+    }
+}
+
+/// A held lease: renews itself in the background and says at once when it is lost.
+///
+/// - renewal every ttl/3 by default ([`AcquireOptions::renew_every`]);
+/// - [`Guard::lost`] completes the moment a renewal is refused or the lease must have expired
+///   without a successful renewal, with a [`LossReason`];
+/// - [`Guard::release`] gives the lease up and says how that went; dropping the guard stops
+///   the renewals and releases in the background, best effort (the lease lapses after its ttl
+///   if that release cannot be sent).
+///
+/// ```
+/// # async fn demo() -> Result<(), lock_core::Error> {
+/// use std::sync::Arc;
+/// use lock_core::{AcquireOptions, Acquisition, Guard, LockName, MemoryLock, Ttl, Wait};
+///
+/// let lock = Arc::new(MemoryLock::new());
+/// let name = LockName::new("nightly-report")?;
+/// let options = AcquireOptions::new().ttl(Ttl::from_millis(10_000)?).wait(Wait::No);
+/// if let Acquisition::Acquired(guard) = Guard::acquire(lock, name, options).await? {
+///     let token = guard.token(); // hand it to the resource you guard
+///     tokio::select! {
+///         reason = guard.lost() => eprintln!("lost the lock: {reason}"),
+///         () = async { /* the work */ } => {}
+///     }
+///     guard.release().await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Guard {
+    lock: Arc<dyn Lock>,
+    lease: Lease,
+    loss: watch::Receiver<Option<LossReason>>,
+    renewer: JoinHandle<()>,
+    released: bool,
+}
+
+impl Guard {
+    /// Acquires `name` on `lock` as `options` say, and starts renewing.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a renewal interval that is zero or not below the ttl
+    /// (before the backend is touched); otherwise the backend's error.
+    pub async fn acquire(
+        lock: Arc<dyn Lock>,
+        name: LockName,
+        options: AcquireOptions,
+    ) -> Result<Acquisition<Guard>, Error> {
+        let ttl = options.ttl;
+        let every = options.renew_every.unwrap_or(ttl.duration() / 3);
+        if every.is_zero() || every >= ttl.duration() {
+            return Err(InvalidInput::RenewInterval {
+                every,
+                ttl: ttl.duration(),
+            }
+            .into());
+        }
+        let owner = options.owner.unwrap_or_else(OwnerId::random);
+        let (acquisition, sent) = acquire_timed(&*lock, &name, &owner, ttl, options.wait).await?;
+        Ok(match acquisition {
+            Acquisition::Acquired(lease) => {
+                Acquisition::Acquired(Self::start(lock, lease, every, sent))
+            }
+            Acquisition::Held(h) => Acquisition::Held(h),
+            Acquisition::TimedOut(h) => Acquisition::TimedOut(h),
+        })
+    }
+
+    fn start(lock: Arc<dyn Lock>, lease: Lease, every: Duration, sent: Instant) -> Self {
+        let (tx, loss) = watch::channel(None);
+        let renewer = tokio::spawn(renew_loop(lock.clone(), lease.clone(), every, sent, tx));
+        Self {
+            lock,
+            lease,
+            loss,
+            renewer,
+            released: false,
+        }
+    }
+
+    /// The fencing token of this acquisition.
+    pub fn token(&self) -> FencingToken {
+        self.lease.token
+    }
+
+    /// The lease as granted.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// Completes when the lease is lost, with the reason; never, while it is held.
+    /// Cancel-safe: call it in a `select!` as often as you like.
+    pub async fn lost(&self) -> LossReason {
+        let mut rx = self.loss.clone();
+        match rx.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().expect("waited for Some"),
+            // The renewer only goes away without a loss once the guard is released.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// The loss, if it has happened.
+    pub fn loss(&self) -> Option<LossReason> {
+        self.loss.borrow().clone()
+    }
+
+    /// Stops renewing and releases the lease.
+    ///
+    /// # Errors
+    /// The backend's error; the lease then lapses after its ttl.
+    pub async fn release(mut self) -> Result<ReleaseOutcome, Error> {
+        self.released = true;
+        self.renewer.abort();
+        self.lock.release(&self.lease.name, &self.lease.owner).await
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        self.renewer.abort();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let lock = self.lock.clone();
+            let Lease { name, owner, .. } = self.lease.clone();
+            runtime.spawn(async move {
+                if let Err(e) = lock.release(&name, &owner).await {
+                    tracing::warn!(%name, error = %e, "release on drop failed; the lease lapses after its ttl");
+                }
+            });
+        }
+    }
+}
+
+/// Renews every `every`; reports a loss as soon as a renewal is refused, or when `sent + ttl`
+/// of the last successful renewal passes without a new one.
+async fn renew_loop(
+    lock: Arc<dyn Lock>,
+    lease: Lease,
+    every: Duration,
+    mut sent: Instant,
+    loss: watch::Sender<Option<LossReason>>,
+) {
+    let ttl = lease.ttl;
+    let retry = (every / 3).max(Duration::from_millis(5)).min(every);
+    let mut next = sent + every;
+    let mut last_error = None;
+    loop {
+        let valid_until = sent + ttl.duration();
+        let expired = || LossReason::Unreachable {
+            last_error: last_error.clone(),
+        };
+        tokio::select! {
+            () = sleep_until(next) => {}
+            () = sleep_until(valid_until) => { loss.send_replace(Some(expired())); return; }
+        }
+        let attempt = Instant::now();
+        let result = tokio::select! {
+            result = lock.renew(&lease.name, &lease.owner, ttl) => result,
+            () = sleep_until(valid_until) => { loss.send_replace(Some(expired())); return; }
+        };
+        match result {
+            Ok(RenewOutcome::Renewed(_)) => {
+                sent = attempt;
+                next = attempt + every;
+                last_error = None;
+            }
+            Ok(RenewOutcome::Lost) => {
+                loss.send_replace(Some(LossReason::Refused));
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(name = %lease.name, error = %e, "renewal failed; retrying until the lease would expire");
+                last_error = Some(e.to_string());
+                next = Instant::now() + retry;
+            }
+        }
+    }
+}
