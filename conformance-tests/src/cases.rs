@@ -1,0 +1,493 @@
+//! One `pub async fn` per guarantee of the contract (`../shared/SPEC.md`), each documented by
+//! the line of it that it checks. `suite!` turns each into a `#[test]`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lock_core::{
+    AcquireOptions, AcquireOutcome, Acquisition, Guard, Holder, Lease, LockName, LockState,
+    LossReason, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
+};
+
+use crate::suite::{Suite, sleep_ms, ttl};
+
+/// Long enough never to lapse during a case.
+const LONG: u64 = 60_000;
+/// Short enough to watch lapse (the contract's 100–300 ms).
+const SHORT: u64 = 200;
+/// How long a case waits for something that should come promptly before it calls it missing.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn acquired(outcome: AcquireOutcome) -> Lease {
+    match outcome {
+        AcquireOutcome::Acquired(lease) => lease,
+        other => panic!("expected acquired, got {other:?}"),
+    }
+}
+
+fn held(outcome: AcquireOutcome) -> Holder {
+    match outcome {
+        AcquireOutcome::Held(holder) => holder,
+        other => panic!("expected held, got {other:?}"),
+    }
+}
+
+fn locked(state: LockState) -> Holder {
+    match state {
+        LockState::Locked(holder) => holder,
+        other => panic!("expected locked, got {other:?}"),
+    }
+}
+
+/// try acquire, no live lease: acquired with a token; the caller holds it.
+pub async fn acquire_open_name(s: &Suite) {
+    let a = s.client().await;
+    let name = s.name("n");
+    let lease = acquired(a.acquire(&name, ttl(LONG)).await);
+    assert_eq!((&lease.name, &lease.owner), (&name, &a.owner));
+    let holder = locked(a.inspect(&name).await);
+    assert_eq!((holder.owner, holder.token), (a.owner.clone(), lease.token));
+}
+
+/// try acquire, another owner's live lease: held (who, time left); nothing changes.
+pub async fn acquire_held_name_is_refused(s: &Suite) {
+    let (a, b) = (s.client().await, s.client().await);
+    let name = s.name("n");
+    let lease = acquired(a.acquire(&name, ttl(LONG)).await);
+    let holder = held(b.acquire(&name, ttl(LONG)).await);
+    assert_eq!((&holder.owner, holder.token), (&a.owner, lease.token));
+    if s.capabilities().expiry {
+        let left = holder.expires_in.expect("a lease with expiry says its time left");
+        assert!(left <= Duration::from_millis(LONG) && !left.is_zero(), "time left {left:?}");
+    }
+    let still = locked(b.inspect(&name).await);
+    assert_eq!((still.owner, still.token), (a.owner.clone(), lease.token));
+}
+
+/// try acquire, own live lease: acquired with the same token; expiry moves to now + ttl.
+pub async fn reacquire_by_holder_keeps_token(s: &Suite) {
+    let a = s.client().await;
+    let name = s.name("n");
+    let first = acquired(a.acquire(&name, ttl(SHORT)).await);
+    let again = acquired(a.acquire(&name, ttl(LONG)).await);
+    assert_eq!(first.token, again.token, "an idempotent retry keeps its token");
+    if s.capabilities().expiry {
+        // The retry's longer ttl took effect: the lease outlives the first, short ttl.
+        sleep_ms(SHORT * 2).await;
+        let holder = locked(a.inspect(&name).await);
+        assert_eq!((holder.owner, holder.token), (a.owner.clone(), first.token));
+    }
+}
+
+/// renew, own live lease: renewed; expiry moves to now + ttl, same token.
+pub async fn renew_extends_own_lease(s: &Suite) {
+    let a = s.client().await;
+    let name = s.name("n");
+    let lease = acquired(a.acquire(&name, ttl(SHORT * 2)).await);
+    for _ in 0..4 {
+        sleep_ms(SHORT / 2).await;
+        match a.renew(&name, ttl(SHORT * 2)).await {
+            RenewOutcome::Renewed(renewed) => assert_eq!(renewed.token, lease.token),
+            other => panic!("expected renewed, got {other:?}"),
+        }
+    }
+    // Four renewals carried it well past its first ttl.
+    let holder = locked(a.inspect(&name).await);
+    assert_eq!((holder.owner, holder.token), (a.owner.clone(), lease.token));
+}
+
+/// renew, lease expired: lost; nothing changes (the lease is not re-created).
+pub async fn renew_after_expiry_is_lost(s: &Suite) {
+    if !s.requires("expiry", s.capabilities().expiry) {
+        return;
+    }
+    let a = s.client().await;
+    let name = s.name("n");
+    acquired(a.acquire(&name, ttl(SHORT)).await);
+    sleep_ms(SHORT + 150).await;
+    assert_eq!(a.renew(&name, ttl(LONG)).await, RenewOutcome::Lost);
+    assert_eq!(a.inspect(&name).await, LockState::Open);
+}
+
+/// renew, lease released: lost; nothing changes.
+pub async fn renew_after_release_is_lost(s: &Suite) {
+    let a = s.client().await;
+    let name = s.name("n");
+    acquired(a.acquire(&name, ttl(LONG)).await);
+    assert_eq!(a.release(&name).await, ReleaseOutcome::Released);
+    assert_eq!(a.renew(&name, ttl(LONG)).await, RenewOutcome::Lost);
+    assert_eq!(a.inspect(&name).await, LockState::Open);
+}
+
+/// renew, another owner's lease: lost; that lease is never extended.
+pub async fn renew_never_extends_another_owner(s: &Suite) {
+    let (a, b) = (s.client().await, s.client().await);
+    let name = s.name("n");
+    let lease = acquired(a.acquire(&name, ttl(SHORT)).await);
+    assert_eq!(b.renew(&name, ttl(LONG)).await, RenewOutcome::Lost);
+    let holder = locked(b.inspect(&name).await);
+    assert_eq!((&holder.owner, holder.token), (&a.owner, lease.token));
+    if s.capabilities().expiry {
+        // Still on a's short ttl: it lapses, and b's renew did not keep it alive.
+        sleep_ms(SHORT + 150).await;
+        assert_eq!(b.inspect(&name).await, LockState::Open);
+    }
+}
+
+/// release, own live lease: released; open at once, so another client acquires.
+pub async fn release_by_holder_opens_at_once(s: &Suite) {
+    let (a, b) = (s.client().await, s.client().await);
+    let name = s.name("n");
+    acquired(a.acquire(&name, ttl(LONG)).await);
+    assert_eq!(a.release(&name).await, ReleaseOutcome::Released);
+    assert_eq!(b.inspect(&name).await, LockState::Open);
+    acquired(b.acquire(&name, ttl(LONG)).await);
+}
+
+/// release, another owner's live lease: not owner; nothing changes.
+pub async fn release_by_non_owner_changes_nothing(s: &Suite) {
+    let (a, b) = (s.client().await, s.client().await);
+    let name = s.name("n");
+    let lease = acquired(a.acquire(&name, ttl(LONG)).await);
+    assert_eq!(b.release(&name).await, ReleaseOutcome::NotOwner);
+    let holder = locked(a.inspect(&name).await);
+    assert_eq!((holder.owner, holder.token), (a.owner.clone(), lease.token));
+    held(b.acquire(&name, ttl(LONG)).await);
+}
+
+/// release, no live lease: not locked; nothing changes.
+pub async fn release_when_open_is_not_locked(s: &Suite) {
+    let a = s.client().await;
+    let name = s.name("n");
+    assert_eq!(a.release(&name).await, ReleaseOutcome::NotLocked);
+    assert_eq!(a.inspect(&name).await, LockState::Open);
+}
+
+/// release, own lease that expired: not locked.
+pub async fn release_after_expiry_is_not_locked(s: &Suite) {
+    if !s.requires("expiry", s.capabilities().expiry) {
+        return;
+    }
+    let a = s.client().await;
+    let name = s.name("n");
+    acquired(a.acquire(&name, ttl(SHORT)).await);
+    sleep_ms(SHORT + 150).await;
+    assert_eq!(a.release(&name).await, ReleaseOutcome::NotLocked);
+}
+
+/// force release, any live lease: released; open at once; the next token is higher.
+pub async fn force_release_opens_any_lease(s: &Suite) {
+    let (a, b) = (s.client().await, s.client().await);
+    let name = s.name("n");
+    let first = acquired(a.acquire(&name, ttl(LONG)).await);
+    assert_eq!(b.force_release(&name).await, ReleaseOutcome::Released);
+    assert_eq!(b.inspect(&name).await, LockState::Open);
+    let next = acquired(b.acquire(&name, ttl(LONG)).await);
+    if s.capabilities().fencing {
+        assert!(next.token > first.token, "{:?} after {:?}", next.token, first.token);
+    }
+    assert_eq!(a.renew(&name, ttl(LONG)).await, RenewOutcome::Lost);
+}
+
+/// force release, no live lease: not locked; nothing changes.
+pub async fn force_release_when_open_is_not_locked(s: &Suite) {
+    let a = s.client().await;
+    let name = s.name("n");
+    assert_eq!(a.force_release(&name).await, ReleaseOutcome::NotLocked);
+    assert_eq!(a.inspect(&name).await, LockState::Open);
+}
+
+/// inspect: open, or locked with owner, token and time left; nothing changes.
+pub async fn inspect_reports_and_changes_nothing(s: &Suite) {
+    let (a, b) = (s.client().await, s.client().await);
+    let name = s.name("n");
+    assert_eq!(b.inspect(&name).await, LockState::Open);
+    acquired(b.acquire(&name, ttl(LONG)).await);
+    assert_eq!(b.release(&name).await, ReleaseOutcome::Released);
+    let lease = acquired(a.acquire(&name, ttl(LONG)).await);
+    for _ in 0..3 {
+        let holder = locked(b.inspect(&name).await);
+        assert_eq!((&holder.owner, holder.token), (&a.owner, lease.token));
+        if s.capabilities().expiry {
+            let left = holder.expires_in.expect("time left");
+            assert!(left <= Duration::from_millis(LONG) && !left.is_zero());
+        }
+    }
+}
+
+/// expiry: a lease not renewed lapses after its ttl (and not before), then anyone acquires.
+pub async fn lease_expires_after_ttl(s: &Suite) {
+    if !s.requires("expiry", s.capabilities().expiry) {
+        return;
+    }
+    let (a, b) = (s.client().await, s.client().await);
+    let name = s.name("n");
+    let lease = acquired(a.acquire(&name, ttl(SHORT + 100)).await);
+    let holder = held(b.acquire(&name, ttl(LONG)).await);
+    assert_eq!(holder.token, lease.token, "live right after the grant");
+    sleep_ms(SHORT + 250).await;
+    assert_eq!(b.inspect(&name).await, LockState::Open);
+    let next = acquired(b.acquire(&name, ttl(LONG)).await);
+    if s.capabilities().fencing {
+        assert!(next.token > lease.token);
+    }
+}
+
+/// fencing: tokens strictly increase across release, expiry and force release.
+pub async fn tokens_rise_across_release_expiry_and_force(s: &Suite) {
+    if !s.requires("fencing", s.capabilities().fencing) {
+        return;
+    }
+    let (a, b) = (s.client().await, s.client().await);
+    let name = s.name("n");
+    let mut tokens = vec![acquired(a.acquire(&name, ttl(LONG)).await).token];
+    assert_eq!(a.release(&name).await, ReleaseOutcome::Released);
+    tokens.push(acquired(b.acquire(&name, ttl(SHORT)).await).token);
+    if s.capabilities().expiry {
+        sleep_ms(SHORT + 150).await;
+    } else {
+        assert_eq!(b.release(&name).await, ReleaseOutcome::Released);
+    }
+    tokens.push(acquired(a.acquire(&name, ttl(LONG)).await).token);
+    assert_eq!(b.force_release(&name).await, ReleaseOutcome::Released);
+    tokens.push(acquired(b.acquire(&name, ttl(LONG)).await).token);
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "tokens must strictly rise: {tokens:?}"
+    );
+}
+
+/// names: two different names are two different locks (`a/b`, `a%2Fb`, `A/b`, `..`, emoji, 255 bytes).
+pub async fn names_never_collide(s: &Suite) {
+    let long = format!("{}{}", "🔒", "x".repeat(255 - "🔒".len()));
+    let names = [
+        "a/b", "a%2Fb", "a_b", "A/b", "a-b", "a.b", "a b", "a%2fb", "a\\b", ".", "..", "./.",
+        "../../etc/passwd", "/abs", "~", "*", "?", "[x]", "{x}", "🔒", "é", "e\u{301}",
+        long.as_str(),
+    ];
+    let names: Vec<LockName> = names.iter().map(|n| LockName::new(*n).expect(n)).collect();
+    let any = s.client().await;
+    for name in &names {
+        // Leftovers of an earlier, failed run against the same backend must not decide this one.
+        any.force_release(name).await;
+    }
+    let mut clients = Vec::new();
+    for name in &names {
+        let c = s.client().await;
+        let lease = acquired(c.acquire(name, ttl(LONG)).await);
+        clients.push((c, lease));
+    }
+    for (name, (c, lease)) in names.iter().zip(&clients) {
+        let holder = locked(any.inspect(name).await);
+        assert_eq!(
+            (&holder.owner, holder.token),
+            (&c.owner, lease.token),
+            "{name:?} must be a lock of its own"
+        );
+    }
+    for (name, (c, _)) in names.iter().zip(&clients) {
+        assert_eq!(c.release(name).await, ReleaseOutcome::Released, "{name:?}");
+    }
+}
+
+/// bad input: bad names and ttls are refused before the backend is touched.
+pub async fn bad_input_is_refused_before_the_backend(s: &Suite) {
+    for bad in ["", "nul\0", "line\nfeed", "\u{7f}", &"x".repeat(256)] {
+        assert!(LockName::new(bad).is_err(), "{bad:?} must be refused");
+    }
+    for bad in [0, 365 * 24 * 3600 * 1000 + 1, u64::MAX] {
+        assert!(Ttl::from_millis(bad).is_err(), "ttl {bad} ms must be refused");
+    }
+    assert!(Ttl::from_millis_signed(-1).is_err());
+    assert!(Ttl::new(Duration::from_micros(500)).is_err());
+    assert!(OwnerId::new("").is_err() && OwnerId::new("has space").is_err());
+    let guard = Guard::acquire(
+        s.handle().await,
+        s.name("n"),
+        AcquireOptions::new().ttl(ttl(100)).renew_every(Duration::from_millis(100)),
+    )
+    .await;
+    assert!(matches!(guard, Err(e) if e.is_invalid_input()));
+    let a = s.client().await;
+    assert_eq!(a.inspect(&s.name("n")).await, LockState::Open, "nothing was taken");
+}
+
+/// racing try acquires on an open name: exactly one of 32 clients wins.
+pub async fn racing_clients_exactly_one_wins(s: &Suite) {
+    let name = s.name("n");
+    let mut clients = Vec::new();
+    for _ in 0..32 {
+        clients.push(s.client().await);
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(clients.len()));
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|c| {
+            let (name, start) = (name.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                (c.owner.clone(), c.acquire(&name, ttl(LONG)).await)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut seen_holders = HashSet::new();
+    for task in tasks {
+        match task.await.expect("task") {
+            (owner, AcquireOutcome::Acquired(lease)) => winners.push((owner, lease.token)),
+            (_, AcquireOutcome::Held(h)) => {
+                seen_holders.insert((h.owner, h.token));
+            }
+            (_, other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one winner: {winners:?}");
+    let expected: HashSet<_> = winners.into_iter().collect();
+    assert_eq!(seen_holders, expected, "every loser saw the winner");
+}
+
+/// one handle shared by many tasks, each its own owner: one winner per name, every name its own.
+pub async fn one_handle_many_tasks(s: &Suite) {
+    if !s.requires("owner_on_any_handle", s.capabilities().owner_on_any_handle) {
+        return;
+    }
+    let lock = s.handle().await;
+    let shared = s.name("shared");
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (lock, shared, own) = (lock.clone(), shared.clone(), s.name(&format!("own-{i}")));
+            tokio::spawn(async move {
+                let owner = OwnerId::random();
+                let won = lock.try_acquire(&shared, &owner, ttl(LONG)).await.expect("try_acquire");
+                let mine = lock.try_acquire(&own, &owner, ttl(LONG)).await.expect("try_acquire");
+                assert!(matches!(mine, AcquireOutcome::Acquired(_)), "{own:?}: {mine:?}");
+                assert_eq!(
+                    lock.release(&own, &owner).await.expect("release"),
+                    ReleaseOutcome::Released
+                );
+                matches!(won, AcquireOutcome::Acquired(_))
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for task in tasks {
+        wins += usize::from(task.await.expect("task"));
+    }
+    assert_eq!(wins, 1);
+}
+
+/// acquire with wait: a waiter is handed the lock promptly when the holder releases.
+pub async fn waiter_wakes_on_release(s: &Suite) {
+    let (a, b) = (s.client().await, s.client().await);
+    let name = s.name("n");
+    acquired(a.acquire(&name, ttl(LONG)).await);
+    let waiter = {
+        let (name, b) = (name.clone(), b.clone());
+        tokio::spawn(async move {
+            lock_core::acquire(&*b.lock, &name, &b.owner, ttl(LONG), Wait::Forever).await
+        })
+    };
+    sleep_ms(100).await;
+    assert!(!waiter.is_finished(), "the waiter waits while a holds");
+    assert_eq!(a.release(&name).await, ReleaseOutcome::Released);
+    // The holder's ttl is a minute: only the release can have woken it this soon.
+    let got = tokio::time::timeout(PATIENCE, waiter)
+        .await
+        .expect("woken by the release, not the expiry")
+        .expect("task")
+        .expect("acquire");
+    assert!(matches!(&got, Acquisition::Acquired(l) if l.owner == b.owner));
+}
+
+/// acquire with wait: a waiter is handed the lock when the holder's lease expires.
+pub async fn waiter_wakes_on_expiry(s: &Suite) {
+    if !s.requires("expiry", s.capabilities().expiry) {
+        return;
+    }
+    let (a, b) = (s.client().await, s.client().await);
+    let name = s.name("n");
+    acquired(a.acquire(&name, ttl(SHORT)).await);
+    let got = lock_core::acquire(&*b.lock, &name, &b.owner, ttl(LONG), Wait::For(PATIENCE))
+        .await
+        .expect("acquire");
+    assert!(matches!(&got, Acquisition::Acquired(l) if l.owner == b.owner), "{got:?}");
+}
+
+/// acquire with wait: a wait that runs out says timed out, with the holder.
+pub async fn wait_runs_out_with_the_holder(s: &Suite) {
+    let (a, b) = (s.client().await, s.client().await);
+    let name = s.name("n");
+    acquired(a.acquire(&name, ttl(LONG)).await);
+    let got = lock_core::acquire(
+        &*b.lock,
+        &name,
+        &b.owner,
+        ttl(LONG),
+        Wait::For(Duration::from_millis(300)),
+    )
+    .await
+    .expect("acquire");
+    assert!(matches!(&got, Acquisition::TimedOut(h) if h.owner == a.owner), "{got:?}");
+}
+
+/// guard: renews in the background, so the lease outlives its ttl while held.
+pub async fn guard_renews_past_ttl(s: &Suite) {
+    if !s.requires("expiry", s.capabilities().expiry) {
+        return;
+    }
+    let (lock, other) = (s.handle().await, s.client().await);
+    let name = s.name("n");
+    let options = AcquireOptions::new().ttl(ttl(300)).wait(Wait::No);
+    let guard = Guard::acquire(lock, name.clone(), options)
+        .await
+        .expect("acquire")
+        .acquired()
+        .expect("acquired");
+    sleep_ms(1000).await;
+    assert_eq!(guard.loss(), None);
+    let holder = locked(other.inspect(&name).await);
+    assert_eq!(holder.token, guard.token());
+    assert_eq!(guard.release().await.expect("release"), ReleaseOutcome::Released);
+    assert_eq!(other.inspect(&name).await, LockState::Open);
+}
+
+/// guard: says at once, with a reason, when its lease is force released from outside.
+pub async fn guard_tells_when_lost(s: &Suite) {
+    let (lock, other) = (s.handle().await, s.client().await);
+    let name = s.name("n");
+    let options = AcquireOptions::new().ttl(ttl(600)).wait(Wait::No);
+    let guard = Guard::acquire(lock, name.clone(), options)
+        .await
+        .expect("acquire")
+        .acquired()
+        .expect("acquired");
+    assert_eq!(other.force_release(&name).await, ReleaseOutcome::Released);
+    acquired(other.acquire(&name, ttl(LONG)).await);
+    let reason = tokio::time::timeout(PATIENCE, guard.lost())
+        .await
+        .expect("the guard reports the loss");
+    assert_eq!(reason, LossReason::Refused);
+    assert_eq!(guard.release().await.expect("release"), ReleaseOutcome::NotOwner);
+}
+
+/// guard: dropping it releases the lease (best effort), so the name opens without its ttl.
+pub async fn guard_drop_releases(s: &Suite) {
+    let (lock, other) = (s.handle().await, s.client().await);
+    let name = s.name("n");
+    let options = AcquireOptions::new().ttl(ttl(LONG)).wait(Wait::No);
+    let guard = Guard::acquire(lock, name.clone(), options).await.expect("acquire");
+    drop(guard);
+    let got = lock_core::acquire(&*other.lock, &name, &other.owner, ttl(LONG), Wait::For(PATIENCE))
+        .await
+        .expect("acquire");
+    assert!(matches!(&got, Acquisition::Acquired(_)), "{got:?}");
+}
+
+/// racing processes: W processes × M cycles never overlap; tokens rise in order of entry; a shared counter is exact.
+pub async fn cross_process_exclusion(s: &Suite) {
+    if !s.requires("cross_process", s.capabilities().cross_process) {
+        return;
+    }
+    crate::cross_process::check(s).await;
+}

@@ -1,0 +1,211 @@
+//! The cross-process check: W operating-system processes × M cycles of acquire → critical
+//! section → release on one name.
+//!
+//! The parent re-runs the test binary W times as workers (an environment variable says so,
+//! and [`run`](crate::run) then does a worker's share instead of the case). Each worker
+//! records every hold as `start end token` on `CLOCK_MONOTONIC`, which all processes of a
+//! machine share, and bumps a counter file without any locking of its own. The parent then
+//! checks that no two holds overlap, that tokens rise in order of entry, and that the counter
+//! lost no update.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use lock_core::{Acquisition, LockName, OwnerId, ReleaseOutcome, Ttl, Wait};
+use nix::time::{ClockId, clock_gettime};
+
+use crate::suite::{Setup, Suite};
+
+/// Worker processes in the cross-process check.
+pub const WORKERS: usize = 8;
+/// Acquire → critical section → release cycles per worker.
+pub const CYCLES: usize = 200;
+
+const ENV_MODULE: &str = "LOCK_CONFORMANCE_WORKER_MODULE";
+const ENV_INDEX: &str = "LOCK_CONFORMANCE_WORKER_INDEX";
+const ENV_DIR: &str = "LOCK_CONFORMANCE_WORKER_DIR";
+const ENV_LOCATION: &str = "LOCK_CONFORMANCE_WORKER_LOCATION";
+const ENV_NAME: &str = "LOCK_CONFORMANCE_WORKER_NAME";
+
+/// How long the whole check may take before the parent calls it hung.
+const DEADLINE: Duration = Duration::from_secs(300);
+
+fn monotonic_ns() -> u128 {
+    let t = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC");
+    t.tv_sec() as u128 * 1_000_000_000 + t.tv_nsec() as u128
+}
+
+/// One hold as a worker saw it.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    start: u128,
+    end: u128,
+    token: u64,
+    worker: usize,
+}
+
+pub(crate) async fn check(s: &Suite) {
+    let dir = tempfile::tempdir().expect("a temp dir for the workers' records");
+    std::fs::write(counter_path(dir.path()), "0").expect("counter file");
+    let name = s.name("race");
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // The harness's name for this test: the module path without the crate, then the case.
+    let test = match s.module().split_once("::") {
+        Some((_, rest)) => format!("{rest}::{}", s.case()),
+        None => s.case().to_owned(),
+    };
+    let mut children: Vec<_> = (0..WORKERS)
+        .map(|i| {
+            Command::new(&exe)
+                .args([test.as_str(), "--exact", "--nocapture", "--test-threads", "1"])
+                .env(ENV_MODULE, s.module())
+                .env(ENV_INDEX, i.to_string())
+                .env(ENV_DIR, dir.path())
+                .env(ENV_LOCATION, s.location())
+                .env(ENV_NAME, name.as_str())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start a worker process")
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let mut failures = Vec::new();
+    for (i, child) in children.iter_mut().enumerate() {
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for a worker") {
+                if !status.success() {
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        use std::io::Read;
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    failures.push(format!("worker {i} failed ({status}):\n{err}"));
+                }
+                break;
+            }
+            if started.elapsed() > DEADLINE {
+                let _ = child.kill();
+                failures.push(format!("worker {i} still running after {DEADLINE:?}"));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    let mut holds = Vec::new();
+    for i in 0..WORKERS {
+        let text = std::fs::read_to_string(record_path(dir.path(), i)).expect("a worker's record");
+        holds.extend(text.lines().map(|line| {
+            let f: Vec<u128> = line
+                .split(' ')
+                .map(|x| x.parse().expect("a number"))
+                .collect();
+            Hold {
+                start: f[0],
+                end: f[1],
+                token: f[2] as u64,
+                worker: i,
+            }
+        }));
+    }
+    assert_eq!(holds.len(), WORKERS * CYCLES, "every cycle recorded");
+    holds.sort_by_key(|h| h.start);
+    for w in holds.windows(2) {
+        assert!(
+            w[0].end < w[1].start,
+            "two holds overlap: {:?} and {:?}",
+            w[0],
+            w[1]
+        );
+        if s.capabilities().fencing {
+            assert!(
+                w[0].token < w[1].token,
+                "tokens must rise in order of entry: {:?} then {:?}",
+                w[0],
+                w[1]
+            );
+        }
+    }
+    let counter: usize = std::fs::read_to_string(counter_path(dir.path()))
+        .expect("counter")
+        .trim()
+        .parse()
+        .expect("a number");
+    assert_eq!(counter, WORKERS * CYCLES, "the counter lost updates");
+    let switches = holds.windows(2).filter(|w| w[0].worker != w[1].worker).count();
+    println!(
+        "cross-process: {WORKERS} processes × {CYCLES} cycles, no overlap, {switches} holder switches, in {:?}",
+        started.elapsed()
+    );
+}
+
+fn counter_path(dir: &Path) -> PathBuf {
+    dir.join("counter")
+}
+
+fn record_path(dir: &Path, worker: usize) -> PathBuf {
+    dir.join(format!("worker-{worker}"))
+}
+
+/// A worker process's share of the check, set up from its environment.
+pub(crate) struct Worker {
+    index: usize,
+    dir: PathBuf,
+    location: String,
+    name: LockName,
+}
+
+impl Worker {
+    /// `Some` when this process is a worker of the suite in `module`.
+    pub(crate) fn from_env(module: &str) -> Option<Self> {
+        if std::env::var(ENV_MODULE).ok()? != module {
+            return None;
+        }
+        let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
+        Some(Self {
+            index: var(ENV_INDEX).parse().expect("worker index"),
+            dir: PathBuf::from(var(ENV_DIR)),
+            location: var(ENV_LOCATION),
+            name: LockName::new(var(ENV_NAME)).expect("lock name"),
+        })
+    }
+
+    pub(crate) async fn run(self, setup: &dyn Setup) {
+        let lock = setup.connect(&self.location).await;
+        let owner = OwnerId::random();
+        let ttl = Ttl::from_millis(30_000).expect("ttl");
+        let counter = counter_path(&self.dir);
+        let mut record = String::new();
+        for _ in 0..CYCLES {
+            let lease = match lock_core::acquire(&*lock, &self.name, &owner, ttl, Wait::Forever)
+                .await
+                .expect("acquire")
+            {
+                Acquisition::Acquired(lease) => lease,
+                other => panic!("waiting forever ended with {other:?}"),
+            };
+            let start = monotonic_ns();
+            // The critical section: a read-modify-write that loses updates without exclusion.
+            let n: u64 = std::fs::read_to_string(&counter)
+                .expect("read counter")
+                .trim()
+                .parse()
+                .expect("a number");
+            std::fs::write(&counter, (n + 1).to_string()).expect("write counter");
+            let end = monotonic_ns();
+            record.push_str(&format!("{start} {end} {}\n", lease.token.get()));
+            assert_eq!(
+                lock.release(&self.name, &owner).await.expect("release"),
+                ReleaseOutcome::Released
+            );
+        }
+        std::fs::write(record_path(&self.dir, self.index), record).expect("write the record");
+    }
+}

@@ -1,0 +1,56 @@
+//! [`suite!`](crate::suite): one line that turns every case into a `#[test]`.
+
+/// Generates one `#[test]` per conformance case against a backend.
+///
+/// ```ignore
+/// conformance_tests::suite!(MySetup);
+/// ```
+///
+/// `MySetup` is an expression of a type that implements [`Setup`](crate::Setup); it is
+/// evaluated once per test. Each test runs its case on a fresh multi-threaded tokio runtime.
+/// A case that the backend's [`Capabilities`](lock_core::Capabilities) rule out prints
+/// `… does not apply: the backend lacks …` and passes; nothing else ever skips.
+#[macro_export]
+macro_rules! suite {
+    ($setup:expr) => {
+        $crate::suite!(@cases $setup;
+            acquire_open_name,
+            acquire_held_name_is_refused,
+            reacquire_by_holder_keeps_token,
+            renew_extends_own_lease,
+            renew_after_expiry_is_lost,
+            renew_after_release_is_lost,
+            renew_never_extends_another_owner,
+            release_by_holder_opens_at_once,
+            release_by_non_owner_changes_nothing,
+            release_when_open_is_not_locked,
+            release_after_expiry_is_not_locked,
+            force_release_opens_any_lease,
+            force_release_when_open_is_not_locked,
+            inspect_reports_and_changes_nothing,
+            lease_expires_after_ttl,
+            tokens_rise_across_release_expiry_and_force,
+            names_never_collide,
+            bad_input_is_refused_before_the_backend,
+            racing_clients_exactly_one_wins,
+            one_handle_many_tasks,
+            waiter_wakes_on_release,
+            waiter_wakes_on_expiry,
+            wait_runs_out_with_the_holder,
+            guard_renews_past_ttl,
+            guard_tells_when_lost,
+            guard_drop_releases,
+            cross_process_exclusion,
+        );
+    };
+    (@cases $setup:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::run(module_path!(), stringify!($case), $setup, |s| {
+                    ::std::boxed::Box::pin($crate::cases::$case(s))
+                });
+            }
+        )*
+    };
+}

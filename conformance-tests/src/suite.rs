@@ -1,0 +1,175 @@
+//! [`Suite`], [`Setup`] and [`Client`]: what every case is handed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lock_core::{
+    AcquireOutcome, Capabilities, Lock, LockName, LockState, OwnerId, ReleaseOutcome,
+    RenewOutcome, Ttl,
+};
+
+use crate::cross_process;
+
+/// How the suite reaches a backend. Implement it once per backend; `suite!` does the rest.
+pub trait Setup: Send + Sync + 'static {
+    /// Starts (once per process) what the backend needs, and says where it is: a URL, a
+    /// directory. The cross-process case hands this text to its worker processes, which pass
+    /// it to [`Setup::connect`], so it must name the same backend from any process.
+    fn location(&self) -> String;
+
+    /// A fresh handle to the backend at `location`: one simulated client, with its own
+    /// connections where the backend has any.
+    fn connect(&self, location: &str) -> Pin<Box<dyn Future<Output = Arc<dyn Lock>> + Send + '_>>;
+}
+
+/// What a case is handed: fresh handles, the backend's capabilities, unique names.
+pub struct Suite {
+    setup: Box<dyn Setup>,
+    location: String,
+    capabilities: Capabilities,
+    case: &'static str,
+    module: &'static str,
+    prefix: String,
+}
+
+/// One simulated client: its own handle and owner id.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The client's handle.
+    pub lock: Arc<dyn Lock>,
+    /// The client's owner id.
+    pub owner: OwnerId,
+}
+
+/// A future a case returns.
+pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// Runs one case against `setup` on a fresh runtime; what each `#[test]` of `suite!` calls.
+///
+/// Run inside a worker process of the cross-process case, it does that worker's share instead.
+pub fn run(
+    module: &'static str,
+    case: &'static str,
+    setup: impl Setup,
+    body: for<'a> fn(&'a Suite) -> CaseFuture<'a>,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        if let Some(worker) = cross_process::Worker::from_env(module) {
+            return worker.run(&setup).await;
+        }
+        let location = setup.location();
+        let capabilities = setup.connect(&location).await.capabilities();
+        let suite = Suite {
+            setup: Box::new(setup),
+            location,
+            capabilities,
+            case,
+            module,
+            prefix: OwnerId::random().as_str()[..8].to_owned(),
+        };
+        body(&suite).await;
+    });
+}
+
+impl Suite {
+    /// A fresh handle: a new simulated client's connection to the backend.
+    pub async fn handle(&self) -> Arc<dyn Lock> {
+        self.setup.connect(&self.location).await
+    }
+
+    /// A fresh client: a new handle and a random owner id.
+    pub async fn client(&self) -> Client {
+        Client {
+            lock: self.handle().await,
+            owner: OwnerId::random(),
+        }
+    }
+
+    /// A name no other case or run uses: `label` behind a random prefix.
+    pub fn name(&self, label: &str) -> LockName {
+        LockName::new(format!("{}-{}-{label}", self.prefix, self.case)).expect("a valid name")
+    }
+
+    /// The backend's capabilities.
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    /// Whether the case may run: with `has` false it says by name that the case does not
+    /// apply to this backend, and the case returns without asserting.
+    pub fn requires(&self, capability: &str, has: bool) -> bool {
+        if !has {
+            println!(
+                "conformance: {} does not apply: the backend lacks `{capability}` (skipped by capability)",
+                self.case
+            );
+        }
+        has
+    }
+
+    pub(crate) fn location(&self) -> &str {
+        &self.location
+    }
+
+    pub(crate) fn module(&self) -> &'static str {
+        self.module
+    }
+
+    pub(crate) fn case(&self) -> &'static str {
+        self.case
+    }
+}
+
+/// Short names for the operations, with a failure message naming the call.
+impl Client {
+    /// Try acquire; panics on a backend error.
+    pub async fn acquire(&self, name: &LockName, ttl: Ttl) -> AcquireOutcome {
+        self.lock
+            .try_acquire(name, &self.owner, ttl)
+            .await
+            .expect("try_acquire")
+    }
+
+    /// Renew; panics on a backend error.
+    pub async fn renew(&self, name: &LockName, ttl: Ttl) -> RenewOutcome {
+        self.lock
+            .renew(name, &self.owner, ttl)
+            .await
+            .expect("renew")
+    }
+
+    /// Release; panics on a backend error.
+    pub async fn release(&self, name: &LockName) -> ReleaseOutcome {
+        self.lock
+            .release(name, &self.owner)
+            .await
+            .expect("release")
+    }
+
+    /// Force release; panics on a backend error.
+    pub async fn force_release(&self, name: &LockName) -> ReleaseOutcome {
+        self.lock.force_release(name).await.expect("force_release")
+    }
+
+    /// Inspect; panics on a backend error.
+    pub async fn inspect(&self, name: &LockName) -> LockState {
+        self.lock.inspect(name).await.expect("inspect")
+    }
+}
+
+/// Milliseconds as a ttl.
+pub(crate) fn ttl(millis: u64) -> Ttl {
+    Ttl::from_millis(millis).expect("a valid ttl")
+}
+
+/// Sleeps for `millis` milliseconds.
+pub(crate) async fn sleep_ms(millis: u64) {
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+}
