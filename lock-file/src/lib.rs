@@ -1,0 +1,350 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+mod dir;
+mod path;
+mod record;
+mod watcher;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use fs4::FileExt;
+use lock_core::{
+    AcquireOutcome, Capabilities, ChangeFuture, Error, FencingToken, Holder, Lease, Lock,
+    LockName, LockState, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
+};
+
+pub use dir::default_dir;
+use record::{MAX_FILE_LEN, RECORD_LEN, Record};
+
+/// Locks as files in one directory: one lease file per name, read and written under an
+/// exclusive `flock` for the few microseconds each operation takes.
+///
+/// See the crate documentation for the file layout and the guarantees.
+#[derive(Debug, Clone)]
+pub struct FileLock {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    watcher: watcher::Watcher,
+}
+
+impl FileLock {
+    /// Locks in `dir`, which is created with mode `0700` when missing.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the directory cannot be created or is not a directory.
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Self, Error> {
+        let dir = dir.into();
+        dir::ensure(&dir)?;
+        Ok(Self::at(dir))
+    }
+
+    /// Locks in a directory that must be private to the current user: created `0700` when
+    /// missing, refused when another user owns it or others may read it.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] saying why the directory was refused.
+    pub fn private(dir: impl Into<PathBuf>) -> Result<Self, Error> {
+        let dir = dir.into();
+        dir::ensure_private(&dir)?;
+        Ok(Self::at(dir))
+    }
+
+    fn at(dir: PathBuf) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                dir,
+                watcher: watcher::Watcher::default(),
+            }),
+        }
+    }
+
+    /// The lock directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The file that holds `name`'s lease.
+    pub fn path_of(&self, name: &LockName) -> PathBuf {
+        self.inner.dir.join(path::relative_path(name))
+    }
+
+    /// Runs `decide` on `name`'s stored record under the file's exclusive lock, and writes the
+    /// record it returns, if any. Only [`Access::Create`] makes a missing file (and its
+    /// directories).
+    async fn transact<T: Send + 'static>(
+        &self,
+        name: &LockName,
+        access: Access,
+        decide: impl FnOnce(Stored, Now) -> Result<(T, Option<Record>), Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let path = self.path_of(name);
+        let dir = self.inner.dir.clone();
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || transact(&dir, &path, &name, access, decide))
+            .await
+            .map_err(|e| Error::backend("a lock file operation panicked", e))?
+    }
+}
+
+/// What an operation may do to the lock file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Only read it (inspect), so that it works on a read-only file system too.
+    Read,
+    /// Read and rewrite it, if it exists.
+    Write,
+    /// Create it when missing, then read and rewrite it.
+    Create,
+}
+
+/// A record as read: `Ok(None)` for a name never acquired, `Err` with what is wrong for
+/// content this library did not write.
+type Stored = Result<Option<Record>, String>;
+
+/// The system clock at the moment an operation holds the file.
+#[derive(Clone, Copy)]
+struct Now {
+    ms: u64,
+    micros: u64,
+}
+
+impl Now {
+    fn read() -> Self {
+        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Self {
+            ms: u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
+            micros: u64::try_from(since.as_micros()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The next fencing token after `last`. A name with no known last token (a new file, or
+    /// one repaired from garbage) starts from the system clock in microseconds, which is
+    /// above every token that name can have had, so tokens rise even when lock files are
+    /// deleted.
+    fn next_token(self, last: Option<u64>) -> FencingToken {
+        let next = match last {
+            Some(t) => t.saturating_add(1),
+            None => self.micros.max(1),
+        };
+        FencingToken::new(next).expect("positive")
+    }
+}
+
+fn corrupt(name: &LockName, path: &Path, detail: impl Into<String>) -> Error {
+    Error::Corrupt {
+        name: name.to_string(),
+        location: path.display().to_string(),
+        detail: detail.into(),
+    }
+}
+
+fn transact<T>(
+    dir: &Path,
+    path: &Path,
+    name: &LockName,
+    access: Access,
+    decide: impl FnOnce(Stored, Now) -> Result<(T, Option<Record>), Error>,
+) -> Result<T, Error> {
+    let io = |what: &str, e: std::io::Error| {
+        Error::backend(format!("cannot {what} lock file {}", path.display()), e)
+    };
+    if access == Access::Create && let Some(parent) = path.parent().filter(|p| *p != dir) {
+        dir::ensure(parent)?;
+    }
+    let mut file = match open(path, access) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && access != Access::Create => {
+            // Never acquired: decide on nothing, and there is nothing to write to.
+            let (out, write) = decide(Ok(None), Now::read())?;
+            debug_assert!(write.is_none(), "only try acquire creates lock files");
+            return Ok(out);
+        }
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(corrupt(name, path, "a symbolic link stands there; it is never followed"));
+        }
+        Err(e) => return Err(io("open", e)),
+    };
+    let meta = file.metadata().map_err(|e| io("inspect", e))?;
+    if !meta.is_file() {
+        return Err(corrupt(name, path, "not a regular file"));
+    }
+    FileExt::lock(&file).map_err(|e| io("lock", e))?;
+    let stored = if meta.len() > MAX_FILE_LEN {
+        Err(format!("{} bytes, more than a lock record", meta.len()))
+    } else {
+        let mut bytes = Vec::with_capacity(RECORD_LEN);
+        file.read_to_end(&mut bytes).map_err(|e| io("read", e))?;
+        Record::parse(&bytes)
+    };
+    let (out, write) = decide(stored, Now::read())?;
+    if let Some(record) = write {
+        debug_assert!(access != Access::Read, "inspect never writes");
+        let len = file.metadata().map_err(|e| io("inspect", e))?.len();
+        if len < RECORD_LEN as u64 {
+            // Reserve the record's blocks first: a full disk then fails here, before a byte
+            // of the old record is overwritten.
+            FileExt::allocate(&file, RECORD_LEN as u64).map_err(|e| io("allocate", e))?;
+        }
+        file.seek(SeekFrom::Start(0)).map_err(|e| io("seek", e))?;
+        file.write_all(&record.to_bytes()).map_err(|e| io("write", e))?;
+        if len > RECORD_LEN as u64 {
+            file.set_len(RECORD_LEN as u64).map_err(|e| io("truncate", e))?;
+        }
+    }
+    // Closing the file releases the flock.
+    Ok(out)
+}
+
+fn open(path: &Path, access: Access) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(access != Access::Read)
+        .create(access == Access::Create)
+        .mode(0o600)
+        // Never follow a link planted at the path; never block on a FIFO planted there.
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// The stored record, or the corrupt-state error naming the file.
+fn intact(stored: Stored, name: &LockName, path: &Path) -> Result<Option<Record>, Error> {
+    stored.map_err(|detail| corrupt(name, path, detail))
+}
+
+fn holder(record: &Record, now: Now) -> Holder {
+    Holder {
+        owner: record.owner_id().expect("a live record has an owner"),
+        token: FencingToken::new(record.token).expect("checked when parsed"),
+        expires_in: Some(Duration::from_millis(record.expires_ms.saturating_sub(now.ms))),
+    }
+}
+
+#[async_trait]
+impl Lock for FileLock {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            expiry: true,
+            fencing: true,
+            wake_on_release: true,
+            cross_process: true,
+            owner_on_any_handle: true,
+        }
+    }
+
+    async fn try_acquire(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+        ttl: Ttl,
+    ) -> Result<AcquireOutcome, Error> {
+        let (path, lease_name, owner) = (self.path_of(name), name.clone(), owner.clone());
+        self.transact(name, Access::Create, move |stored, now| {
+            let record = intact(stored, &lease_name, &path)?;
+            let token = match &record {
+                Some(r) if r.live_owner(now.ms).is_some_and(|o| o != owner.as_str()) => {
+                    return Ok((AcquireOutcome::Held(holder(r, now)), None));
+                }
+                Some(r) if r.live_owner(now.ms).is_some() => {
+                    FencingToken::new(r.token).expect("checked when parsed")
+                }
+                Some(r) => now.next_token(Some(r.token)),
+                None => now.next_token(None),
+            };
+            let write = Record::held(&owner, token.get(), now.ms + ttl.as_millis());
+            let lease = Lease {
+                name: lease_name,
+                owner,
+                token,
+                ttl,
+            };
+            Ok((AcquireOutcome::Acquired(lease), Some(write)))
+        })
+        .await
+    }
+
+    async fn renew(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+        ttl: Ttl,
+    ) -> Result<RenewOutcome, Error> {
+        let (path, lease_name, owner) = (self.path_of(name), name.clone(), owner.clone());
+        self.transact(name, Access::Write, move |stored, now| {
+            Ok(match intact(stored, &lease_name, &path)? {
+                Some(r) if r.live_owner(now.ms) == Some(owner.as_str()) => {
+                    let write = Record::held(&owner, r.token, now.ms + ttl.as_millis());
+                    let lease = Lease {
+                        name: lease_name,
+                        owner,
+                        token: FencingToken::new(r.token).expect("checked when parsed"),
+                        ttl,
+                    };
+                    (RenewOutcome::Renewed(lease), Some(write))
+                }
+                _ => (RenewOutcome::Lost, None),
+            })
+        })
+        .await
+    }
+
+    async fn release(&self, name: &LockName, owner: &OwnerId) -> Result<ReleaseOutcome, Error> {
+        let (path, lease_name, owner) = (self.path_of(name), name.clone(), owner.clone());
+        self.transact(name, Access::Write, move |stored, now| {
+            let record = intact(stored, &lease_name, &path)?;
+            Ok(match record.as_ref().and_then(|r| r.live_owner(now.ms).map(|o| (r, o))) {
+                Some((r, o)) if o == owner.as_str() => {
+                    (ReleaseOutcome::Released, Some(Record::open(r.token)))
+                }
+                Some(_) => (ReleaseOutcome::NotOwner, None),
+                None => (ReleaseOutcome::NotLocked, None),
+            })
+        })
+        .await
+    }
+
+    /// Also repairs a lock file with foreign or garbled content: it is rewritten as an open
+    /// lock whose tokens continue from the system clock, and the answer is
+    /// [`ReleaseOutcome::Released`].
+    async fn force_release(&self, name: &LockName) -> Result<ReleaseOutcome, Error> {
+        self.transact(name, Access::Write, move |stored, now| {
+            Ok(match stored {
+                Ok(Some(r)) if r.live_owner(now.ms).is_some() => {
+                    (ReleaseOutcome::Released, Some(Record::open(r.token)))
+                }
+                Ok(_) => (ReleaseOutcome::NotLocked, None),
+                Err(_) => {
+                    let floor = now.next_token(None).get() - 1;
+                    (ReleaseOutcome::Released, Some(Record::open(floor)))
+                }
+            })
+        })
+        .await
+    }
+
+    async fn inspect(&self, name: &LockName) -> Result<LockState, Error> {
+        let (path, lease_name) = (self.path_of(name), name.clone());
+        self.transact(name, Access::Read, move |stored, now| {
+            let record = intact(stored, &lease_name, &path)?;
+            Ok(match record.filter(|r| r.live_owner(now.ms).is_some()) {
+                Some(r) => (LockState::Locked(holder(&r, now)), None),
+                None => (LockState::Open, None),
+            })
+        })
+        .await
+    }
+
+    async fn watch(&self, name: &LockName) -> Result<Option<ChangeFuture>, Error> {
+        Ok(self.inner.watcher.subscribe(&self.path_of(name)))
+    }
+}
