@@ -1,0 +1,233 @@
+//! One URL picks the backend: [`parse_url`] says which, [`connect`] opens it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lock_core::{Error, InvalidInput, Lock};
+
+/// The environment variable read when no URL is given.
+pub const LOCK_URL: &str = "LOCK_URL";
+
+/// The schemes this library knows, whether or not this build has their feature.
+const SCHEMES: &str = "file://, redis://, rediss://, postgres://, postgresql://";
+
+/// The backend a URL names.
+#[non_exhaustive]
+#[derive(Clone, PartialEq, Eq)]
+pub enum BackendKind {
+    /// `file:///abs/dir`: lock files in that directory.
+    File(PathBuf),
+    /// `redis://…` or `rediss://…`, kept whole for the Redis backend to read.
+    Redis(String),
+    /// `postgres://…` or `postgresql://…`, kept whole for the Postgres backend to read.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(dir) => f.debug_tuple("File").field(dir).finish(),
+            Self::Redis(url) => f.debug_tuple("Redis").field(&redact(url)).finish(),
+            Self::Postgres(url) => f.debug_tuple("Postgres").field(&redact(url)).finish(),
+        }
+    }
+}
+
+fn config(message: String) -> Error {
+    InvalidInput::Config(message).into()
+}
+
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match ::url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        // Unparsable: keep the scheme and host-ish part only, so nothing secret can leak.
+        Err(_) => match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+                format!("{scheme}://…@{host}")
+            }
+            None => "(unparsable URL)".to_owned(),
+        },
+    }
+}
+
+/// Says which backend `url` names, checking what can be checked without connecting.
+///
+/// # Errors
+/// [`InvalidInput::Config`] for a malformed URL, an unknown scheme (naming the supported
+/// ones), a scheme whose cargo feature this build lacks (naming the feature), or a `file`
+/// URL that is not an absolute local directory. No message holds a password.
+pub fn parse_url(url: &str) -> Result<BackendKind, Error> {
+    let Some((scheme, _)) = url.split_once("://") else {
+        return Err(config(format!(
+            "{:?} is not a lock URL: expected one of {SCHEMES}",
+            redact(url)
+        )));
+    };
+    let kind = match scheme.to_ascii_lowercase().as_str() {
+        "file" => BackendKind::File(file_dir(url)?),
+        "redis" | "rediss" => BackendKind::Redis(url.to_owned()),
+        "postgres" | "postgresql" => BackendKind::Postgres(url.to_owned()),
+        other => {
+            return Err(config(format!(
+                "unknown lock URL scheme {other:?}: supported are {SCHEMES}"
+            )));
+        }
+    };
+    let feature = match &kind {
+        BackendKind::File(_) => ("file", cfg!(feature = "file")),
+        BackendKind::Redis(_) => ("redis", cfg!(feature = "redis")),
+        BackendKind::Postgres(_) => ("postgres", cfg!(feature = "postgres")),
+    };
+    if !feature.1 {
+        return Err(config(format!(
+            "{scheme}:// URLs need the `{}` cargo feature of the `lock` crate, which this build does not have",
+            feature.0
+        )));
+    }
+    Ok(kind)
+}
+
+fn file_dir(url: &str) -> Result<PathBuf, Error> {
+    let bad = |why: &str| config(format!("{url:?} is not a usable file URL: {why}; write file:///absolute/dir"));
+    let parsed = ::url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    if parsed.host_str().is_some_and(|h| !h.is_empty() && h != "localhost") {
+        return Err(bad("only local directories can hold lock files"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad("it takes no query or fragment"));
+    }
+    let dir = parsed
+        .to_file_path()
+        .map_err(|()| bad("it names no absolute path"))?;
+    if dir.parent().is_none() {
+        return Err(bad("it names no directory below the root"));
+    }
+    Ok(dir)
+}
+
+/// Opens the backend `url` names.
+///
+/// # Errors
+/// As [`parse_url`], and the backend's own error when it cannot be opened or reached.
+pub async fn connect(url: &str) -> Result<Arc<dyn Lock>, Error> {
+    match parse_url(url)? {
+        #[cfg(feature = "file")]
+        BackendKind::File(dir) => Ok(Arc::new(lock_file::FileLock::new(dir)?)),
+        #[cfg(feature = "redis")]
+        BackendKind::Redis(url) => Ok(Arc::new(lock_redis::RedisLock::connect(&url).await?)),
+        #[cfg(feature = "postgres")]
+        BackendKind::Postgres(url) => Ok(Arc::new(lock_postgres::PostgresLock::connect(&url).await?)),
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("parse_url refuses schemes without their feature"),
+    }
+}
+
+/// Opens the backend of the `LOCK_URL` environment variable or, when it is unset or empty,
+/// the file backend in a per-user directory private to the user (`$XDG_RUNTIME_DIR/lock`, or
+/// `/tmp/lock-<uid>`; mode `0700`, refused if another user owns it).
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_default() -> Result<Arc<dyn Lock>, Error> {
+    match std::env::var(LOCK_URL) {
+        Ok(url) if !url.is_empty() => connect(&url).await,
+        _ => default_file().await,
+    }
+}
+
+#[cfg(feature = "file")]
+async fn default_file() -> Result<Arc<dyn Lock>, Error> {
+    Ok(Arc::new(lock_file::FileLock::private(lock_file::default_dir())?))
+}
+
+#[cfg(not(feature = "file"))]
+async fn default_file() -> Result<Arc<dyn Lock>, Error> {
+    Err(config(format!(
+        "no lock URL given ({LOCK_URL} is unset) and the default file backend needs the `file` cargo feature"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_their_backend() {
+        let cases: &[(&str, Result<BackendKind, &str>)] = &[
+            ("file:///var/lock/app", Ok(BackendKind::File("/var/lock/app".into()))),
+            ("file://localhost/tmp/x", Ok(BackendKind::File("/tmp/x".into()))),
+            ("file:///tmp/with%20space", Ok(BackendKind::File("/tmp/with space".into()))),
+            ("file://server/share", Err("only local directories")),
+            ("file:relative/dir", Err("not a lock URL")),
+            ("file://", Err("no directory below the root")),
+            ("file:///", Err("no directory below the root")),
+            ("file:///tmp/x?prefix=a", Err("no query")),
+            ("ftp://host/x", Err("unknown lock URL scheme \"ftp\"")),
+            ("/var/lock", Err("not a lock URL")),
+            ("", Err("not a lock URL")),
+            ("mysql://u:hunter2@h/db", Err("supported are file://, redis://")),
+        ];
+        for (url, want) in cases {
+            let got = parse_url(url);
+            match (want, got) {
+                (Ok(kind), Ok(got)) => assert_eq!(&got, kind, "{url}"),
+                (Err(needle), Err(e)) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains(needle), "{url}: {msg}");
+                    assert!(e.is_invalid_input(), "{url}");
+                    assert!(!msg.contains("hunter2"), "{url}: {msg}");
+                }
+                (want, got) => panic!("{url}: wanted {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_scheme_without_its_feature_names_the_feature() {
+        for (url, feature, on) in [
+            ("redis://127.0.0.1:6379", "`redis`", cfg!(feature = "redis")),
+            ("rediss://u:hunter2@h:6380/1", "`redis`", cfg!(feature = "redis")),
+            ("postgres://u:hunter2@h/db", "`postgres`", cfg!(feature = "postgres")),
+            ("postgresql://h/db", "`postgres`", cfg!(feature = "postgres")),
+        ] {
+            match parse_url(url) {
+                Ok(_) => assert!(on, "{url}"),
+                Err(e) => {
+                    assert!(!on, "{url}: {e}");
+                    let msg = e.to_string();
+                    assert!(msg.contains(feature) && !msg.contains("hunter2"), "{msg}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        let cases = [
+            ("redis://user:hunter2@host:6379/0", "redis://user:***@host:6379/0"),
+            ("postgres://u:hunter2@h/db?sslmode=require", "postgres://u:***@h/db?sslmode=require"),
+            ("redis://host:6379", "redis://host:6379"),
+            ("redis://u:hunter2@[bad", "redis://…@[bad"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact(url), want);
+        }
+        let debug = format!("{:?}", BackendKind::Redis("redis://u:hunter2@h".into()));
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[tokio::test]
+    async fn connect_opens_a_file_backend() {
+        let tmp = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", tmp.path().join("locks").display());
+        let lock = connect(&url).await.unwrap();
+        assert!(lock.capabilities().cross_process);
+        assert!(tmp.path().join("locks").is_dir());
+    }
+}
