@@ -94,9 +94,16 @@ pub fn parse_url(url: &str) -> Result<BackendKind, Error> {
 }
 
 fn file_dir(url: &str) -> Result<PathBuf, Error> {
-    let bad = |why: &str| config(format!("{url:?} is not a usable file URL: {why}; write file:///absolute/dir"));
+    let bad = |why: &str| {
+        config(format!(
+            "{url:?} is not a usable file URL: {why}; write file:///absolute/dir"
+        ))
+    };
     let parsed = ::url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-    if parsed.host_str().is_some_and(|h| !h.is_empty() && h != "localhost") {
+    if parsed
+        .host_str()
+        .is_some_and(|h| !h.is_empty() && h != "localhost")
+    {
         return Err(bad("only local directories can hold lock files"));
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
@@ -122,7 +129,9 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Lock>, Error> {
         #[cfg(feature = "redis")]
         BackendKind::Redis(url) => Ok(Arc::new(lock_redis::RedisLock::connect(&url).await?)),
         #[cfg(feature = "postgres")]
-        BackendKind::Postgres(url) => Ok(Arc::new(lock_postgres::PostgresLock::connect(&url).await?)),
+        BackendKind::Postgres(url) => {
+            Ok(Arc::new(lock_postgres::PostgresLock::connect(&url).await?))
+        }
         #[allow(unreachable_patterns)]
         _ => unreachable!("parse_url refuses schemes without their feature"),
     }
@@ -143,7 +152,9 @@ pub async fn connect_default() -> Result<Arc<dyn Lock>, Error> {
 
 #[cfg(feature = "file")]
 async fn default_file() -> Result<Arc<dyn Lock>, Error> {
-    Ok(Arc::new(lock_file::FileLock::private(lock_file::default_dir())?))
+    Ok(Arc::new(lock_file::FileLock::private(
+        lock_file::default_dir(),
+    )?))
 }
 
 #[cfg(not(feature = "file"))]
@@ -160,9 +171,18 @@ mod tests {
     #[test]
     fn urls_name_their_backend() {
         let cases: &[(&str, Result<BackendKind, &str>)] = &[
-            ("file:///var/lock/app", Ok(BackendKind::File("/var/lock/app".into()))),
-            ("file://localhost/tmp/x", Ok(BackendKind::File("/tmp/x".into()))),
-            ("file:///tmp/with%20space", Ok(BackendKind::File("/tmp/with space".into()))),
+            (
+                "file:///var/lock/app",
+                Ok(BackendKind::File("/var/lock/app".into())),
+            ),
+            (
+                "file://localhost/tmp/x",
+                Ok(BackendKind::File("/tmp/x".into())),
+            ),
+            (
+                "file:///tmp/with%20space",
+                Ok(BackendKind::File("/tmp/with space".into())),
+            ),
             ("file://server/share", Err("only local directories")),
             ("file:relative/dir", Err("not a lock URL")),
             ("file://", Err("no directory below the root")),
@@ -171,7 +191,10 @@ mod tests {
             ("ftp://host/x", Err("unknown lock URL scheme \"ftp\"")),
             ("/var/lock", Err("not a lock URL")),
             ("", Err("not a lock URL")),
-            ("mysql://u:hunter2@h/db", Err("supported are file://, redis://")),
+            (
+                "mysql://u:hunter2@h/db",
+                Err("supported are file://, redis://"),
+            ),
         ];
         for (url, want) in cases {
             let got = parse_url(url);
@@ -192,9 +215,21 @@ mod tests {
     fn a_scheme_without_its_feature_names_the_feature() {
         for (url, feature, on) in [
             ("redis://127.0.0.1:6379", "`redis`", cfg!(feature = "redis")),
-            ("rediss://u:hunter2@h:6380/1", "`redis`", cfg!(feature = "redis")),
-            ("postgres://u:hunter2@h/db", "`postgres`", cfg!(feature = "postgres")),
-            ("postgresql://h/db", "`postgres`", cfg!(feature = "postgres")),
+            (
+                "rediss://u:hunter2@h:6380/1",
+                "`redis`",
+                cfg!(feature = "redis"),
+            ),
+            (
+                "postgres://u:hunter2@h/db",
+                "`postgres`",
+                cfg!(feature = "postgres"),
+            ),
+            (
+                "postgresql://h/db",
+                "`postgres`",
+                cfg!(feature = "postgres"),
+            ),
         ] {
             match parse_url(url) {
                 Ok(_) => assert!(on, "{url}"),
@@ -210,8 +245,14 @@ mod tests {
     #[test]
     fn passwords_are_redacted() {
         let cases = [
-            ("redis://user:hunter2@host:6379/0", "redis://user:***@host:6379/0"),
-            ("postgres://u:hunter2@h/db?sslmode=require", "postgres://u:***@h/db?sslmode=require"),
+            (
+                "redis://user:hunter2@host:6379/0",
+                "redis://user:***@host:6379/0",
+            ),
+            (
+                "postgres://u:hunter2@h/db?sslmode=require",
+                "postgres://u:***@h/db?sslmode=require",
+            ),
             ("redis://host:6379", "redis://host:6379"),
             ("redis://u:hunter2@[bad", "redis://…@[bad"),
         ];

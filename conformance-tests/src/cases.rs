@@ -58,8 +58,13 @@ pub async fn acquire_held_name_is_refused(s: &Suite) {
     let holder = held(b.acquire(&name, ttl(LONG)).await);
     assert_eq!((&holder.owner, holder.token), (&a.owner, lease.token));
     if s.capabilities().expiry {
-        let left = holder.expires_in.expect("a lease with expiry says its time left");
-        assert!(left <= Duration::from_millis(LONG) && !left.is_zero(), "time left {left:?}");
+        let left = holder
+            .expires_in
+            .expect("a lease with expiry says its time left");
+        assert!(
+            left <= Duration::from_millis(LONG) && !left.is_zero(),
+            "time left {left:?}"
+        );
     }
     let still = locked(b.inspect(&name).await);
     assert_eq!((still.owner, still.token), (a.owner.clone(), lease.token));
@@ -71,7 +76,10 @@ pub async fn reacquire_by_holder_keeps_token(s: &Suite) {
     let name = s.name("n");
     let first = acquired(a.acquire(&name, ttl(SHORT)).await);
     let again = acquired(a.acquire(&name, ttl(LONG)).await);
-    assert_eq!(first.token, again.token, "an idempotent retry keeps its token");
+    assert_eq!(
+        first.token, again.token,
+        "an idempotent retry keeps its token"
+    );
     if s.capabilities().expiry {
         // The retry's longer ttl took effect: the lease outlives the first, short ttl.
         sleep_ms(SHORT * 2).await;
@@ -185,7 +193,12 @@ pub async fn force_release_opens_any_lease(s: &Suite) {
     assert_eq!(b.inspect(&name).await, LockState::Open);
     let next = acquired(b.acquire(&name, ttl(LONG)).await);
     if s.capabilities().fencing {
-        assert!(next.token > first.token, "{:?} after {:?}", next.token, first.token);
+        assert!(
+            next.token > first.token,
+            "{:?} after {:?}",
+            next.token,
+            first.token
+        );
     }
     assert_eq!(a.renew(&name, ttl(LONG)).await, RenewOutcome::Lost);
 }
@@ -262,8 +275,28 @@ pub async fn tokens_rise_across_release_expiry_and_force(s: &Suite) {
 pub async fn names_never_collide(s: &Suite) {
     let long = format!("{}{}", "🔒", "x".repeat(255 - "🔒".len()));
     let names = [
-        "a/b", "a%2Fb", "a_b", "A/b", "a-b", "a.b", "a b", "a%2fb", "a\\b", ".", "..", "./.",
-        "../../etc/passwd", "/abs", "~", "*", "?", "[x]", "{x}", "🔒", "é", "e\u{301}",
+        "a/b",
+        "a%2Fb",
+        "a_b",
+        "A/b",
+        "a-b",
+        "a.b",
+        "a b",
+        "a%2fb",
+        "a\\b",
+        ".",
+        "..",
+        "./.",
+        "../../etc/passwd",
+        "/abs",
+        "~",
+        "*",
+        "?",
+        "[x]",
+        "{x}",
+        "🔒",
+        "é",
+        "e\u{301}",
         long.as_str(),
     ];
     let names: Vec<LockName> = names.iter().map(|n| LockName::new(*n).expect(n)).collect();
@@ -297,7 +330,10 @@ pub async fn bad_input_is_refused_before_the_backend(s: &Suite) {
         assert!(LockName::new(bad).is_err(), "{bad:?} must be refused");
     }
     for bad in [0, 365 * 24 * 3600 * 1000 + 1, u64::MAX] {
-        assert!(Ttl::from_millis(bad).is_err(), "ttl {bad} ms must be refused");
+        assert!(
+            Ttl::from_millis(bad).is_err(),
+            "ttl {bad} ms must be refused"
+        );
     }
     assert!(Ttl::from_millis_signed(-1).is_err());
     assert!(Ttl::new(Duration::from_micros(500)).is_err());
@@ -305,12 +341,18 @@ pub async fn bad_input_is_refused_before_the_backend(s: &Suite) {
     let guard = Guard::acquire(
         s.handle().await,
         s.name("n"),
-        AcquireOptions::new().ttl(ttl(100)).renew_every(Duration::from_millis(100)),
+        AcquireOptions::new()
+            .ttl(ttl(100))
+            .renew_every(Duration::from_millis(100)),
     )
     .await;
     assert!(matches!(guard, Err(e) if e.is_invalid_input()));
     let a = s.client().await;
-    assert_eq!(a.inspect(&s.name("n")).await, LockState::Open, "nothing was taken");
+    assert_eq!(
+        a.inspect(&s.name("n")).await,
+        LockState::Open,
+        "nothing was taken"
+    );
 }
 
 /// racing try acquires on an open name: exactly one of 32 clients wins.
@@ -359,9 +401,18 @@ pub async fn one_handle_many_tasks(s: &Suite) {
             let (lock, shared, own) = (lock.clone(), shared.clone(), s.name(&format!("own-{i}")));
             tokio::spawn(async move {
                 let owner = OwnerId::random();
-                let won = lock.try_acquire(&shared, &owner, ttl(LONG)).await.expect("try_acquire");
-                let mine = lock.try_acquire(&own, &owner, ttl(LONG)).await.expect("try_acquire");
-                assert!(matches!(mine, AcquireOutcome::Acquired(_)), "{own:?}: {mine:?}");
+                let won = lock
+                    .try_acquire(&shared, &owner, ttl(LONG))
+                    .await
+                    .expect("try_acquire");
+                let mine = lock
+                    .try_acquire(&own, &owner, ttl(LONG))
+                    .await
+                    .expect("try_acquire");
+                assert!(
+                    matches!(mine, AcquireOutcome::Acquired(_)),
+                    "{own:?}: {mine:?}"
+                );
                 assert_eq!(
                     lock.release(&own, &owner).await.expect("release"),
                     ReleaseOutcome::Released
@@ -411,7 +462,10 @@ pub async fn waiter_wakes_on_expiry(s: &Suite) {
     let got = lock_core::acquire(&*b.lock, &name, &b.owner, ttl(LONG), Wait::For(PATIENCE))
         .await
         .expect("acquire");
-    assert!(matches!(&got, Acquisition::Acquired(l) if l.owner == b.owner), "{got:?}");
+    assert!(
+        matches!(&got, Acquisition::Acquired(l) if l.owner == b.owner),
+        "{got:?}"
+    );
 }
 
 /// acquire with wait: a wait that runs out says timed out, with the holder.
@@ -428,7 +482,10 @@ pub async fn wait_runs_out_with_the_holder(s: &Suite) {
     )
     .await
     .expect("acquire");
-    assert!(matches!(&got, Acquisition::TimedOut(h) if h.owner == a.owner), "{got:?}");
+    assert!(
+        matches!(&got, Acquisition::TimedOut(h) if h.owner == a.owner),
+        "{got:?}"
+    );
 }
 
 /// guard: renews in the background, so the lease outlives its ttl while held.
@@ -448,7 +505,10 @@ pub async fn guard_renews_past_ttl(s: &Suite) {
     assert_eq!(guard.loss(), None);
     let holder = locked(other.inspect(&name).await);
     assert_eq!(holder.token, guard.token());
-    assert_eq!(guard.release().await.expect("release"), ReleaseOutcome::Released);
+    assert_eq!(
+        guard.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
     assert_eq!(other.inspect(&name).await, LockState::Open);
 }
 
@@ -468,7 +528,10 @@ pub async fn guard_tells_when_lost(s: &Suite) {
         .await
         .expect("the guard reports the loss");
     assert_eq!(reason, LossReason::Refused);
-    assert_eq!(guard.release().await.expect("release"), ReleaseOutcome::NotOwner);
+    assert_eq!(
+        guard.release().await.expect("release"),
+        ReleaseOutcome::NotOwner
+    );
 }
 
 /// guard: dropping it releases the lease (best effort), so the name opens without its ttl.
@@ -476,11 +539,19 @@ pub async fn guard_drop_releases(s: &Suite) {
     let (lock, other) = (s.handle().await, s.client().await);
     let name = s.name("n");
     let options = AcquireOptions::new().ttl(ttl(LONG)).wait(Wait::No);
-    let guard = Guard::acquire(lock, name.clone(), options).await.expect("acquire");
-    drop(guard);
-    let got = lock_core::acquire(&*other.lock, &name, &other.owner, ttl(LONG), Wait::For(PATIENCE))
+    let guard = Guard::acquire(lock, name.clone(), options)
         .await
         .expect("acquire");
+    drop(guard);
+    let got = lock_core::acquire(
+        &*other.lock,
+        &name,
+        &other.owner,
+        ttl(LONG),
+        Wait::For(PATIENCE),
+    )
+    .await
+    .expect("acquire");
     assert!(matches!(&got, Acquisition::Acquired(_)), "{got:?}");
 }
 

@@ -58,7 +58,13 @@ pub(crate) async fn check(s: &Suite) {
     let mut children: Vec<_> = (0..WORKERS)
         .map(|i| {
             Command::new(&exe)
-                .args([test.as_str(), "--exact", "--nocapture", "--test-threads", "1"])
+                .args([
+                    test.as_str(),
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
                 .env(ENV_MODULE, s.module())
                 .env(ENV_INDEX, i.to_string())
                 .env(ENV_DIR, dir.path())
@@ -139,7 +145,10 @@ pub(crate) async fn check(s: &Suite) {
         .parse()
         .expect("a number");
     assert_eq!(counter, WORKERS * CYCLES, "the counter lost updates");
-    let switches = holds.windows(2).filter(|w| w[0].worker != w[1].worker).count();
+    let switches = holds
+        .windows(2)
+        .filter(|w| w[0].worker != w[1].worker)
+        .count();
     println!(
         "cross-process: {WORKERS} processes × {CYCLES} cycles, no overlap, {switches} holder switches, in {:?}",
         started.elapsed()

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lock_core::{
-    AcquireOutcome, Capabilities, Lock, LockName, LockState, OwnerId, ReleaseOutcome,
-    RenewOutcome, Ttl,
+    AcquireOutcome, Capabilities, Lock, LockName, LockState, OwnerId, ReleaseOutcome, RenewOutcome,
+    Ttl,
 };
 
 use crate::cross_process;
@@ -147,10 +147,7 @@ impl Client {
 
     /// Release; panics on a backend error.
     pub async fn release(&self, name: &LockName) -> ReleaseOutcome {
-        self.lock
-            .release(name, &self.owner)
-            .await
-            .expect("release")
+        self.lock.release(name, &self.owner).await.expect("release")
     }
 
     /// Force release; panics on a backend error.

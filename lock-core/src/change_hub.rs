@@ -67,7 +67,9 @@ impl ChangeHub {
     /// Whether anyone waits on `key` now (a backend may unsubscribe from its source when not).
     pub fn is_watched(&self, key: &str) -> bool {
         let keys = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        keys.senders.get(key).is_some_and(|tx| tx.receiver_count() > 0)
+        keys.senders
+            .get(key)
+            .is_some_and(|tx| tx.receiver_count() > 0)
     }
 }
 

@@ -27,9 +27,7 @@ pub enum InvalidInput {
         code: u32,
     },
     /// An owner id that is empty, too long, or has a character outside the allowed set.
-    #[error(
-        "owner id {owner:?} is not 1 to 128 characters of A-Z a-z 0-9 and -_.:@/+="
-    )]
+    #[error("owner id {owner:?} is not 1 to 128 characters of A-Z a-z 0-9 and -_.:@/+=")]
     BadOwner {
         /// The id as given.
         owner: String,
@@ -102,10 +100,7 @@ pub enum Error {
 
 impl Error {
     /// An [`Error::Unreachable`] with a source.
-    pub fn unreachable(
-        message: impl Into<String>,
-        source: impl Into<BoxError>,
-    ) -> Self {
+    pub fn unreachable(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Self::Unreachable {
             message: message.into(),
             source: Some(source.into()),

@@ -9,8 +9,8 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::wait::acquire_timed;
 use crate::{
-    Acquisition, Error, FencingToken, InvalidInput, Lease, Lock, LockName, OwnerId,
-    ReleaseOutcome, RenewOutcome, Ttl, Wait,
+    Acquisition, Error, FencingToken, InvalidInput, Lease, Lock, LockName, OwnerId, ReleaseOutcome,
+    RenewOutcome, Ttl, Wait,
 };
 
 /// How to acquire a [`Guard`]: ttl, wait, owner and renewal interval.
@@ -72,9 +72,16 @@ pub enum LossReason {
 impl std::fmt::Display for LossReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Refused => f.write_str("the backend refused the renewal: the lease had lapsed or was taken"),
-            Self::Unreachable { last_error: Some(e) } => {
-                write!(f, "no renewal succeeded before the lease expired; last error: {e}")
+            Self::Refused => {
+                f.write_str("the backend refused the renewal: the lease had lapsed or was taken")
+            }
+            Self::Unreachable {
+                last_error: Some(e),
+            } => {
+                write!(
+                    f,
+                    "no renewal succeeded before the lease expired; last error: {e}"
+                )
             }
             Self::Unreachable { last_error: None } => {
                 f.write_str("no renewal answered before the lease expired")

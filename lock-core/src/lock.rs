@@ -52,8 +52,12 @@ pub trait Lock: Send + Sync + fmt::Debug {
     ///   token stays.
     /// - the lease expired, was released, or is another owner's: [`RenewOutcome::Lost`]; nothing
     ///   changes (never extends another owner's lease, never re-creates one).
-    async fn renew(&self, name: &LockName, owner: &OwnerId, ttl: Ttl)
-    -> Result<RenewOutcome, Error>;
+    async fn renew(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+        ttl: Ttl,
+    ) -> Result<RenewOutcome, Error>;
 
     /// Gives up `owner`'s lease on `name` [seed: `clear`].
     ///

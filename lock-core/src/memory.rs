@@ -83,7 +83,9 @@ impl Lock for MemoryLock {
     ) -> Result<AcquireOutcome, Error> {
         Ok(self.with_slot(name, |slot, now| {
             let token = match slot.live(now) {
-                Some(l) if &l.owner != owner => return AcquireOutcome::Held(slot.holder(now).expect("live")),
+                Some(l) if &l.owner != owner => {
+                    return AcquireOutcome::Held(slot.holder(now).expect("live"));
+                }
                 Some(l) => l.token,
                 None => {
                     slot.last_token += 1;

@@ -101,10 +101,22 @@ mod tests {
             (&long_ok, None),
             ("", Some(InvalidInput::EmptyName)),
             (&long_bad, Some(InvalidInput::NameTooLong { bytes: 256 })),
-            ("a\0b", Some(InvalidInput::NameControlChar { at: 1, code: 0 })),
-            ("a\nb", Some(InvalidInput::NameControlChar { at: 1, code: 10 })),
-            ("\u{7f}", Some(InvalidInput::NameControlChar { at: 0, code: 0x7f })),
-            ("x\u{85}", Some(InvalidInput::NameControlChar { at: 1, code: 0x85 })),
+            (
+                "a\0b",
+                Some(InvalidInput::NameControlChar { at: 1, code: 0 }),
+            ),
+            (
+                "a\nb",
+                Some(InvalidInput::NameControlChar { at: 1, code: 10 }),
+            ),
+            (
+                "\u{7f}",
+                Some(InvalidInput::NameControlChar { at: 0, code: 0x7f }),
+            ),
+            (
+                "x\u{85}",
+                Some(InvalidInput::NameControlChar { at: 1, code: 0x85 }),
+            ),
         ];
         for (input, want) in cases {
             let got = LockName::new(*input);

@@ -99,7 +99,11 @@ mod tests {
             (Duration::MAX, None),
         ];
         for (input, want) in cases {
-            assert_eq!(Ttl::new(*input).ok().map(Ttl::as_millis), *want, "{input:?}");
+            assert_eq!(
+                Ttl::new(*input).ok().map(Ttl::as_millis),
+                *want,
+                "{input:?}"
+            );
         }
     }
 

@@ -178,9 +178,15 @@ mod tests {
         let (a, b) = (OwnerId::random(), OwnerId::random());
         let ttl = Ttl::from_millis(3_600_000).unwrap();
         acquire(&lock, &name(), &a, ttl, Wait::No).await.unwrap();
-        let got = acquire(&lock, &name(), &b, ttl, Wait::For(Duration::from_millis(200)))
-            .await
-            .unwrap();
+        let got = acquire(
+            &lock,
+            &name(),
+            &b,
+            ttl,
+            Wait::For(Duration::from_millis(200)),
+        )
+        .await
+        .unwrap();
         assert!(matches!(got, Acquisition::TimedOut(h) if h.owner == a));
     }
 

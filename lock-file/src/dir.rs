@@ -16,9 +16,8 @@ pub(crate) fn ensure(dir: &Path) -> Result<(), Error> {
         .map_err(|e| {
             Error::backend(format!("cannot create lock directory {}", dir.display()), e)
         })?;
-    let meta = std::fs::metadata(dir).map_err(|e| {
-        Error::backend(format!("cannot read lock directory {}", dir.display()), e)
-    })?;
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| Error::backend(format!("cannot read lock directory {}", dir.display()), e))?;
     if !meta.is_dir() {
         return Err(Error::Backend {
             message: format!("{} is not a directory", dir.display()),
@@ -31,9 +30,8 @@ pub(crate) fn ensure(dir: &Path) -> Result<(), Error> {
 /// Checks that `dir` belongs to the current user and that nobody else may use it.
 pub(crate) fn ensure_private(dir: &Path) -> Result<(), Error> {
     ensure(dir)?;
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| {
-        Error::backend(format!("cannot read lock directory {}", dir.display()), e)
-    })?;
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| Error::backend(format!("cannot read lock directory {}", dir.display()), e))?;
     let me = nix::unistd::geteuid().as_raw();
     let refuse = |why: String| Error::Backend {
         message: format!("refusing private lock directory {}: {why}", dir.display()),
@@ -43,7 +41,10 @@ pub(crate) fn ensure_private(dir: &Path) -> Result<(), Error> {
         return Err(refuse("it is a symbolic link".into()));
     }
     if meta.uid() != me {
-        return Err(refuse(format!("it is owned by uid {}, not by you (uid {me})", meta.uid())));
+        return Err(refuse(format!(
+            "it is owned by uid {}, not by you (uid {me})",
+            meta.uid()
+        )));
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -72,7 +73,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("a/b");
         ensure_private(&dir).unwrap();
-        assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
     }
 
     #[test]

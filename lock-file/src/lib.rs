@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use fs4::FileExt;
 use lock_core::{
-    AcquireOutcome, Capabilities, ChangeFuture, Error, FencingToken, Holder, Lease, Lock,
-    LockName, LockState, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Capabilities, ChangeFuture, Error, FencingToken, Holder, Lease, Lock, LockName,
+    LockState, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
 };
 
 pub use dir::default_dir;
@@ -121,7 +121,9 @@ struct Now {
 
 impl Now {
     fn read() -> Self {
-        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         Self {
             ms: u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
             micros: u64::try_from(since.as_micros()).unwrap_or(u64::MAX),
@@ -159,7 +161,9 @@ fn transact<T>(
     let io = |what: &str, e: std::io::Error| {
         Error::backend(format!("cannot {what} lock file {}", path.display()), e)
     };
-    if access == Access::Create && let Some(parent) = path.parent().filter(|p| *p != dir) {
+    if access == Access::Create
+        && let Some(parent) = path.parent().filter(|p| *p != dir)
+    {
         dir::ensure(parent)?;
     }
     let mut file = match open(path, access) {
@@ -171,7 +175,11 @@ fn transact<T>(
             return Ok(out);
         }
         Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
-            return Err(corrupt(name, path, "a symbolic link stands there; it is never followed"));
+            return Err(corrupt(
+                name,
+                path,
+                "a symbolic link stands there; it is never followed",
+            ));
         }
         Err(e) => return Err(io("open", e)),
     };
@@ -197,9 +205,11 @@ fn transact<T>(
             FileExt::allocate(&file, RECORD_LEN as u64).map_err(|e| io("allocate", e))?;
         }
         file.seek(SeekFrom::Start(0)).map_err(|e| io("seek", e))?;
-        file.write_all(&record.to_bytes()).map_err(|e| io("write", e))?;
+        file.write_all(&record.to_bytes())
+            .map_err(|e| io("write", e))?;
         if len > RECORD_LEN as u64 {
-            file.set_len(RECORD_LEN as u64).map_err(|e| io("truncate", e))?;
+            file.set_len(RECORD_LEN as u64)
+                .map_err(|e| io("truncate", e))?;
         }
     }
     // Closing the file releases the flock.
@@ -226,7 +236,9 @@ fn holder(record: &Record, now: Now) -> Holder {
     Holder {
         owner: record.owner_id().expect("a live record has an owner"),
         token: FencingToken::new(record.token).expect("checked when parsed"),
-        expires_in: Some(Duration::from_millis(record.expires_ms.saturating_sub(now.ms))),
+        expires_in: Some(Duration::from_millis(
+            record.expires_ms.saturating_sub(now.ms),
+        )),
     }
 }
 
@@ -302,13 +314,18 @@ impl Lock for FileLock {
         let (path, lease_name, owner) = (self.path_of(name), name.clone(), owner.clone());
         self.transact(name, Access::Write, move |stored, now| {
             let record = intact(stored, &lease_name, &path)?;
-            Ok(match record.as_ref().and_then(|r| r.live_owner(now.ms).map(|o| (r, o))) {
-                Some((r, o)) if o == owner.as_str() => {
-                    (ReleaseOutcome::Released, Some(Record::open(r.token)))
-                }
-                Some(_) => (ReleaseOutcome::NotOwner, None),
-                None => (ReleaseOutcome::NotLocked, None),
-            })
+            Ok(
+                match record
+                    .as_ref()
+                    .and_then(|r| r.live_owner(now.ms).map(|o| (r, o)))
+                {
+                    Some((r, o)) if o == owner.as_str() => {
+                        (ReleaseOutcome::Released, Some(Record::open(r.token)))
+                    }
+                    Some(_) => (ReleaseOutcome::NotOwner, None),
+                    None => (ReleaseOutcome::NotLocked, None),
+                },
+            )
         })
         .await
     }

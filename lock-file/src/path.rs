@@ -88,9 +88,23 @@ mod tests {
     #[test]
     fn distinct_names_get_distinct_paths() {
         let names = [
-            "a/b", "a%2Fb", "a%2fb", "a_b", "A/b", "a-b", ".", "..", "%2e", "%", "%25", "a.lock",
-            "a%2elock", "x".repeat(200).as_str(), "x".repeat(201).as_str(),
-            &("x".repeat(200) + "/"), &("x".repeat(199) + "%"),
+            "a/b",
+            "a%2Fb",
+            "a%2fb",
+            "a_b",
+            "A/b",
+            "a-b",
+            ".",
+            "..",
+            "%2e",
+            "%",
+            "%25",
+            "a.lock",
+            "a%2elock",
+            "x".repeat(200).as_str(),
+            "x".repeat(201).as_str(),
+            &("x".repeat(200) + "/"),
+            &("x".repeat(199) + "%"),
         ]
         .map(|n| n.to_owned());
         let paths: HashSet<_> = names.iter().map(|n| path(n)).collect();

@@ -85,7 +85,9 @@ impl Record {
 
     /// The owner id, checked when parsed.
     pub(crate) fn owner_id(&self) -> Option<OwnerId> {
-        self.owner.as_deref().map(|o| OwnerId::new(o).expect("checked when parsed"))
+        self.owner
+            .as_deref()
+            .map(|o| OwnerId::new(o).expect("checked when parsed"))
     }
 }
 
@@ -113,15 +115,36 @@ mod tests {
             (b"", Ok(false)),
             (b"\0\0\0\0", Ok(false)),
             (b"   \n", Ok(false)),
-            (br#"{"v":1,"owner":null,"token":3,"expires_ms":0}"#, Ok(true)),
-            (br#"{"v":1,"owner":"a","token":3,"expires_ms":9}  "#, Ok(true)),
+            (
+                br#"{"v":1,"owner":null,"token":3,"expires_ms":0}"#,
+                Ok(true),
+            ),
+            (
+                br#"{"v":1,"owner":"a","token":3,"expires_ms":9}  "#,
+                Ok(true),
+            ),
             (b"hello", Err("not a lock record")),
             (b"{\"v\":1,\"owner\":\"a\"", Err("not a lock record")),
-            (br#"{"v":2,"owner":null,"token":3,"expires_ms":0}"#, Err("version")),
-            (br#"{"v":1,"owner":"a b","token":3,"expires_ms":0}"#, Err("owner id")),
-            (br#"{"v":1,"owner":"a","token":0,"expires_ms":0}"#, Err("token 0")),
-            (br#"{"v":1,"owner":null,"token":3,"expires_ms":0,"x":1}"#, Err("unknown field")),
-            (br#"{"v":1,"owner":null,"token":-3,"expires_ms":0}"#, Err("not a lock record")),
+            (
+                br#"{"v":2,"owner":null,"token":3,"expires_ms":0}"#,
+                Err("version"),
+            ),
+            (
+                br#"{"v":1,"owner":"a b","token":3,"expires_ms":0}"#,
+                Err("owner id"),
+            ),
+            (
+                br#"{"v":1,"owner":"a","token":0,"expires_ms":0}"#,
+                Err("token 0"),
+            ),
+            (
+                br#"{"v":1,"owner":null,"token":3,"expires_ms":0,"x":1}"#,
+                Err("unknown field"),
+            ),
+            (
+                br#"{"v":1,"owner":null,"token":-3,"expires_ms":0}"#,
+                Err("not a lock record"),
+            ),
         ];
         for (bytes, want) in cases {
             let got = Record::parse(bytes);

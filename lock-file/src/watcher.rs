@@ -35,19 +35,21 @@ impl Watcher {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if state.is_none() {
             let hub = self.hub.clone();
-            let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                let Ok(event) = event else { return };
-                // Writes change a lease; opens and closes do not, and waking on them would
-                // have every waiter's own try wake all the others.
-                if matches!(
-                    event.kind,
-                    EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) | EventKind::Remove(_)
-                ) {
-                    for path in &event.paths {
-                        hub.notify(&key(path));
+            let watcher =
+                notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                    let Ok(event) = event else { return };
+                    // Writes change a lease; opens and closes do not, and waking on them would
+                    // have every waiter's own try wake all the others.
+                    if matches!(
+                        event.kind,
+                        EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any)
+                            | EventKind::Remove(_)
+                    ) {
+                        for path in &event.paths {
+                            hub.notify(&key(path));
+                        }
                     }
-                }
-            });
+                });
             match watcher {
                 Ok(watcher) => {
                     *state = Some(Watching {

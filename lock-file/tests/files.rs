@@ -4,9 +4,7 @@
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 
-use lock_core::{
-    AcquireOutcome, Error, Lock, LockName, LockState, OwnerId, ReleaseOutcome, Ttl,
-};
+use lock_core::{AcquireOutcome, Error, Lock, LockName, LockState, OwnerId, ReleaseOutcome, Ttl};
 use lock_file::FileLock;
 
 fn ttl() -> Ttl {
@@ -28,14 +26,24 @@ async fn files_are_0600_in_a_0700_directory_and_stay_inside_it() {
     let lock = FileLock::new(&dir).unwrap();
     assert_eq!(mode(&dir), 0o700);
     for n in ["../../etc/passwd", "..", "/abs", "a/b"] {
-        let got = lock.try_acquire(&name(n), &OwnerId::random(), ttl()).await.unwrap();
+        let got = lock
+            .try_acquire(&name(n), &OwnerId::random(), ttl())
+            .await
+            .unwrap();
         assert!(matches!(got, AcquireOutcome::Acquired(_)));
         let path = lock.path_of(&name(n));
         assert_eq!(path.parent().unwrap(), dir, "{n:?} stays in the directory");
         assert_eq!(mode(&path), 0o600);
     }
-    let outside: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(outside, vec!["locks"], "nothing was written beside the directory");
+    let outside: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        outside,
+        vec!["locks"],
+        "nothing was written beside the directory"
+    );
 }
 
 #[tokio::test]
@@ -54,12 +62,22 @@ async fn garbled_content_is_an_error_naming_the_file_until_force_release_repairs
         assert!(matches!(&err, Error::Corrupt { .. }), "{err:?}");
         assert!(err.to_string().contains(path.to_str().unwrap()), "{err}");
     }
-    assert_eq!(fs::read_to_string(&path).unwrap(), "someone else's data\n", "left as it was");
-    assert_eq!(lock.force_release(&n).await.unwrap(), ReleaseOutcome::Released);
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        "someone else's data\n",
+        "left as it was"
+    );
+    assert_eq!(
+        lock.force_release(&n).await.unwrap(),
+        ReleaseOutcome::Released
+    );
     let AcquireOutcome::Acquired(lease) = lock.try_acquire(&n, &owner, ttl()).await.unwrap() else {
         panic!("the repaired lock is open")
     };
-    assert!(lease.token.get() > 1_600_000_000_000_000, "tokens continue from the clock");
+    assert!(
+        lease.token.get() > 1_600_000_000_000_000,
+        "tokens continue from the clock"
+    );
 }
 
 #[tokio::test]
@@ -70,8 +88,14 @@ async fn a_symlink_planted_at_the_path_is_never_followed() {
     fs::write(&target, "keep me").unwrap();
     let n = name("job");
     symlink(&target, lock.path_of(&n)).unwrap();
-    let err = lock.try_acquire(&n, &OwnerId::random(), ttl()).await.unwrap_err();
-    assert!(matches!(&err, Error::Corrupt { detail, .. } if detail.contains("symbolic link")), "{err:?}");
+    let err = lock
+        .try_acquire(&n, &OwnerId::random(), ttl())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { detail, .. } if detail.contains("symbolic link")),
+        "{err:?}"
+    );
     assert!(lock.force_release(&n).await.is_err());
     assert_eq!(fs::read_to_string(&target).unwrap(), "keep me");
 }
@@ -108,7 +132,10 @@ impl ReadOnly {
                 .arg(dir.path())
                 .status()
                 .expect("mount(8)");
-            assert!(status.success(), "root must be able to mount a tmpfs for this test");
+            assert!(
+                status.success(),
+                "root must be able to mount a tmpfs for this test"
+            );
         }
         Self { dir, mounted }
     }
@@ -130,7 +157,9 @@ impl ReadOnly {
 impl Drop for ReadOnly {
     fn drop(&mut self) {
         if self.mounted {
-            let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+            let _ = std::process::Command::new("umount")
+                .arg(self.dir.path())
+                .status();
         } else {
             let _ = fs::set_permissions(self.dir.path(), fs::Permissions::from_mode(0o700));
         }
@@ -145,9 +174,15 @@ async fn a_read_only_directory_is_a_backend_error_that_changes_nothing() {
     let owner = OwnerId::random();
     lock.try_acquire(&held, &owner, ttl()).await.unwrap();
     ro.freeze();
-    let err = lock.try_acquire(&name("new"), &owner, ttl()).await.unwrap_err();
+    let err = lock
+        .try_acquire(&name("new"), &owner, ttl())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err:?}");
-    assert!(err.to_string().contains("new.lock"), "names the file: {err}");
+    assert!(
+        err.to_string().contains("new.lock"),
+        "names the file: {err}"
+    );
     assert!(matches!(lock.inspect(&held).await.unwrap(), LockState::Locked(h) if h.owner == owner));
 }
 
@@ -158,9 +193,18 @@ async fn inspect_release_and_renew_of_an_unknown_name_create_no_file() {
     let n = name("never");
     let owner = OwnerId::random();
     assert_eq!(lock.inspect(&n).await.unwrap(), LockState::Open);
-    assert_eq!(lock.release(&n, &owner).await.unwrap(), ReleaseOutcome::NotLocked);
-    assert_eq!(lock.force_release(&n).await.unwrap(), ReleaseOutcome::NotLocked);
-    assert_eq!(lock.renew(&n, &owner, ttl()).await.unwrap(), lock_core::RenewOutcome::Lost);
+    assert_eq!(
+        lock.release(&n, &owner).await.unwrap(),
+        ReleaseOutcome::NotLocked
+    );
+    assert_eq!(
+        lock.force_release(&n).await.unwrap(),
+        ReleaseOutcome::NotLocked
+    );
+    assert_eq!(
+        lock.renew(&n, &owner, ttl()).await.unwrap(),
+        lock_core::RenewOutcome::Lost
+    );
     assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
 }
 

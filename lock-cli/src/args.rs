@@ -1,0 +1,188 @@
+//! The command line, as SPEC.md writes it.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use lock::{InvalidInput, LockName, OwnerId, Ttl};
+
+const EXAMPLES: &str = "\
+Examples:
+  lock run nightly -- ./nightly-report.sh          wait for the lock, run, release
+  lock run --no-wait backup -- pg_dump mydb        skip (exit 75) if another run holds it
+  lock --backend redis://cache:6379 run migrate -- ./migrate.sh
+  lock acquire deploy --owner ci-42 --ttl 10m      hold across shell commands…
+  lock renew deploy --owner ci-42 --ttl 10m        …keep it…
+  lock release deploy --owner ci-42                …and give it back
+  lock --json status deploy
+
+Backends: --backend URL, else $LOCK_URL, else lock files in a private per-user directory.
+  file:///abs/dir   redis://[user:pass@]host[:port][/db][?prefix=P]   rediss://…
+  postgres://…  postgresql://…  (add ?mode=session for a session advisory lock)";
+
+/// Keep a command from running twice, on one machine or many.
+#[derive(Debug, Parser)]
+#[command(name = "lock", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Backend URL (file:///dir, redis://…, postgres://…); default: $LOCK_URL, else a private
+    /// per-user lock directory.
+    #[arg(long, global = true, value_name = "URL")]
+    pub backend: Option<String>,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Take the lock, run CMD while renewing it, release when CMD ends; exit as CMD did.
+    Run(RunArgs),
+    /// Take the lock once for --owner (no waiting unless --wait).
+    Acquire(AcquireArgs),
+    /// Extend --owner's lease by --ttl.
+    Renew(RenewArgs),
+    /// Give the lock up as --owner, or remove whoever's lease with --force.
+    Release(ReleaseArgs),
+    /// Say whether the lock is open, or who holds it and for how long.
+    Status(NameArg),
+}
+
+impl Command {
+    /// The lock the command is about.
+    pub fn name(&self) -> &LockName {
+        match self {
+            Self::Run(a) => &a.name.name,
+            Self::Acquire(a) => &a.name.name,
+            Self::Renew(a) => &a.name.name,
+            Self::Release(a) => &a.name.name,
+            Self::Status(a) => &a.name,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// The lock's name: 1 to 255 bytes of UTF-8, no control characters.
+    #[arg(value_parser = parse_name)]
+    pub name: LockName,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub name: NameArg,
+    /// Lease time without renewal; renewed every ttl/3 while CMD runs.
+    #[arg(long, default_value = "30s", value_parser = parse_ttl)]
+    pub ttl: Ttl,
+    /// Wait at most this long for the lock (default: as long as it takes).
+    #[arg(long, value_parser = parse_duration, conflicts_with = "no_wait")]
+    pub wait: Option<Duration>,
+    /// Do not wait: exit at once if the lock is held.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// When the lock is lost: grace between TERM and KILL.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub kill_after: Duration,
+    /// Exit code when the lock is not taken.
+    #[arg(long, default_value_t = 75)]
+    pub conflict_exit_code: u8,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, num_args = 1.., value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct AcquireArgs {
+    #[command(flatten)]
+    pub name: NameArg,
+    /// Who takes it; give the same id to renew and release.
+    #[arg(long, value_parser = parse_owner)]
+    pub owner: OwnerId,
+    /// Lease time without renewal.
+    #[arg(long, default_value = "30s", value_parser = parse_ttl)]
+    pub ttl: Ttl,
+    /// Wait at most this long for the lock (default: one try).
+    #[arg(long, value_parser = parse_duration)]
+    pub wait: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    #[command(flatten)]
+    pub name: NameArg,
+    /// Whose lease to extend.
+    #[arg(long, value_parser = parse_owner)]
+    pub owner: OwnerId,
+    /// New lease time from now.
+    #[arg(long, default_value = "30s", value_parser = parse_ttl)]
+    pub ttl: Ttl,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false, args = ["owner", "force"])]
+pub struct ReleaseArgs {
+    #[command(flatten)]
+    pub name: NameArg,
+    /// Release only if this owner holds it.
+    #[arg(long, value_parser = parse_owner)]
+    pub owner: Option<OwnerId>,
+    /// Remove whoever's lease stands.
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn parse_name(s: &str) -> Result<LockName, InvalidInput> {
+    LockName::new(s)
+}
+
+fn parse_owner(s: &str) -> Result<OwnerId, InvalidInput> {
+    OwnerId::new(s)
+}
+
+/// Durations like `250ms`, `30s`, `5m`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration like 250ms, 30s or 5m: {e}"))
+}
+
+fn parse_ttl(s: &str) -> Result<Ttl, String> {
+    Ttl::new(parse_duration(s)?).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_ttls_parse_or_say_why() {
+        let cases: &[(&str, Result<u64, &str>)] = &[
+            ("250ms", Ok(250)),
+            ("30s", Ok(30_000)),
+            ("5m", Ok(300_000)),
+            ("1h 30m", Ok(5_400_000)),
+            ("365days", Ok(365 * 86_400_000)),
+            ("0s", Err("out of range")),
+            ("500us", Err("out of range")),
+            ("366days", Err("out of range")),
+            ("-1s", Err("not a duration")),
+            ("abc", Err("not a duration")),
+            ("30", Err("not a duration")),
+            ("", Err("not a duration")),
+        ];
+        for (input, want) in cases {
+            match (parse_ttl(input), want) {
+                (Ok(ttl), Ok(ms)) => assert_eq!(ttl.as_millis(), *ms, "{input}"),
+                (Err(e), Err(needle)) => assert!(e.contains(needle), "{input}: {e}"),
+                (got, want) => panic!("{input}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

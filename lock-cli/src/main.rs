@@ -1,0 +1,117 @@
+//! `lock`: keep a command from running twice, on one machine or many. See `lock --help`.
+
+mod args;
+mod report;
+mod run;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+use lock::{Acquisition, Lock, LockState, ReleaseOutcome, RenewOutcome, Wait};
+
+use crate::args::{Cli, Command};
+use crate::report::{EXIT_USAGE, Outcome, Report};
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LOCK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
+        Err(e) => {
+            if std::env::args_os().any(|a| a == "--json") {
+                let message = e
+                    .kind()
+                    .as_str()
+                    .map_or_else(|| e.to_string(), |k| format!("{k}: {}", first_line(&e)));
+                Report::failure(None, message, EXIT_USAGE).print(true);
+            } else {
+                let _ = e.print();
+            }
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let report = runtime.block_on(execute(cli.backend.as_deref(), cli.command));
+    report.print(cli.json);
+    // Do not wait for background tasks (a renewal in flight, say).
+    runtime.shutdown_background();
+    ExitCode::from(report.exit_code())
+}
+
+fn first_line(e: &clap::Error) -> String {
+    e.to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_owned()
+}
+
+async fn execute(backend: Option<&str>, command: Command) -> Report {
+    let connected = match backend {
+        Some(url) => lock::connect(url).await,
+        None => lock::connect_default().await,
+    };
+    let lock: Arc<dyn Lock> = match connected {
+        Ok(lock) => lock,
+        Err(e) => return Report::error(Some(command.name()), &e),
+    };
+    match command {
+        Command::Run(args) => run::run(lock, args).await,
+        Command::Acquire(a) => {
+            let name = &a.name.name;
+            let wait = a.wait.map_or(Wait::No, Wait::For);
+            match lock::acquire(&*lock, name, &a.owner, a.ttl, wait).await {
+                Ok(Acquisition::Acquired(lease)) => {
+                    Report::new(name, Outcome::Acquired).lease(&lease)
+                }
+                Ok(Acquisition::Held(h)) => Report::new(name, Outcome::Held).holder(&h),
+                Ok(Acquisition::TimedOut(h)) => Report::new(name, Outcome::Timeout).holder(&h),
+                Ok(_) => unreachable!("no other acquisition outcome"),
+                Err(e) => Report::error(Some(name), &e),
+            }
+        }
+        Command::Renew(a) => {
+            let name = &a.name.name;
+            match lock.renew(name, &a.owner, a.ttl).await {
+                Ok(RenewOutcome::Renewed(lease)) => {
+                    Report::new(name, Outcome::Renewed).lease(&lease)
+                }
+                Ok(_) => Report::new(name, Outcome::Lost),
+                Err(e) => Report::error(Some(name), &e),
+            }
+        }
+        Command::Release(a) => {
+            let name = &a.name.name;
+            let result = match &a.owner {
+                Some(owner) => lock.release(name, owner).await,
+                None => lock.force_release(name).await,
+            };
+            match result {
+                Ok(ReleaseOutcome::Released) => Report::new(name, Outcome::Released),
+                Ok(ReleaseOutcome::NotOwner) => Report::new(name, Outcome::NotOwner),
+                Ok(_) => Report::new(name, Outcome::NotLocked),
+                Err(e) => Report::error(Some(name), &e),
+            }
+        }
+        Command::Status(a) => match lock.inspect(&a.name).await {
+            Ok(LockState::Locked(h)) => Report::new(&a.name, Outcome::Locked).holder(&h),
+            Ok(_) => Report::new(&a.name, Outcome::Open),
+            Err(e) => Report::error(Some(&a.name), &e),
+        },
+    }
+}

@@ -1,0 +1,340 @@
+//! The real `lock` binary on the file backend: every subcommand and exit code, the seed's
+//! sequence, and `run` under loss and signals.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn lock(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lock"));
+    cmd.arg("--backend")
+        .arg(format!("file://{}", dir.display()))
+        .args(args)
+        .env_remove("LOCK_URL");
+    cmd
+}
+
+/// Runs `lock --json ARGS`, checks it printed exactly one JSON object, returns it and the code.
+fn json(dir: &Path, args: &[&str]) -> (Value, i32) {
+    let out = lock(dir, &[&["--json"], args].concat()).output().unwrap();
+    parse(&out)
+}
+
+fn parse(out: &Output) -> (Value, i32) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let value: Value = serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON object ({e}): {stdout:?} / {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (value, out.status.code().expect("exited"))
+}
+
+fn outcome(v: &Value) -> &str {
+    v["outcome"].as_str().unwrap()
+}
+
+#[test]
+fn every_subcommand_says_its_outcome_with_its_exit_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let cases: &[(&[&str], &str, i32)] = &[
+        (&["status", "job"], "open", 0),
+        (&["acquire", "job", "--owner", "a"], "acquired", 0),
+        (&["acquire", "job", "--owner", "b"], "held", 1),
+        (
+            &["acquire", "job", "--owner", "b", "--wait", "200ms"],
+            "timeout",
+            1,
+        ),
+        (&["status", "job"], "locked", 0),
+        (&["renew", "job", "--owner", "a"], "renewed", 0),
+        (&["renew", "job", "--owner", "b"], "lost", 1),
+        (&["release", "job", "--owner", "b"], "not_owner", 1),
+        (&["release", "job", "--owner", "a"], "released", 0),
+        (&["release", "job", "--owner", "a"], "not_locked", 1),
+        (&["release", "job", "--force"], "not_locked", 1),
+    ];
+    for (args, want, code) in cases {
+        let (v, got) = json(d, args);
+        assert_eq!((outcome(&v), got), (*want, *code), "{args:?}: {v}");
+        assert_eq!(v["name"], "job");
+    }
+    let (v, _) = json(d, &["acquire", "job", "--owner", "a", "--ttl", "5m"]);
+    assert!(v["fencing_token"].as_u64().unwrap() > 0);
+    assert_eq!(
+        (v["owner"].as_str(), v["expires_in_ms"].as_u64()),
+        (Some("a"), Some(300_000))
+    );
+}
+
+#[test]
+fn bad_input_exits_2_and_a_dead_backend_exits_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let usage: &[&[&str]] = &[
+        &["acquire", "", "--owner", "a"],
+        &["acquire", &"x".repeat(256), "--owner", "a"],
+        &["acquire", "job", "--owner", "has space"],
+        &["acquire", "job", "--owner", "a", "--ttl", "0s"],
+        &["acquire", "job", "--owner", "a", "--ttl", "-1s"],
+        &["acquire", "job", "--owner", "a", "--ttl", "500us"],
+        &["acquire", "job", "--owner", "a", "--ttl", "366days"],
+        &["acquire", "job", "--owner", "a", "--ttl", "soon"],
+        &["acquire", "job"],
+        &["release", "job"],
+        &["release", "job", "--owner", "a", "--force"],
+        &["run", "job"],
+        &["frobnicate"],
+    ];
+    for args in usage {
+        let (v, code) = json(d, args);
+        assert_eq!((outcome(&v), code), ("error", 2), "{args:?}: {v}");
+        assert!(v["error"].as_str().unwrap().len() > 10, "{v}");
+    }
+    for url in ["ftp://x/y", "redis-cluster://x", "file://", "not a url"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_lock"))
+            .args(["--json", "--backend", url, "status", "job"])
+            .output()
+            .unwrap();
+        let (v, code) = parse(&out);
+        assert_eq!((outcome(&v), code), ("error", 2), "{url}: {v}");
+    }
+    // A lock directory that cannot exist: the backend fails, exit 3.
+    let file = d.join("file");
+    std::fs::write(&file, "").unwrap();
+    let (v, code) = json(&file.join("locks"), &["status", "job"]);
+    assert_eq!((outcome(&v), code), ("error", 3), "{v}");
+    // Nothing was taken along the way.
+    assert_eq!(outcome(&json(d, &["status", "job"]).0), "open");
+}
+
+#[test]
+fn invalid_utf8_names_exit_2() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = lock(tmp.path(), &["status"])
+        .arg(std::ffi::OsStr::from_bytes(b"bad\xff"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// The seed's sequence: A locks; B is refused; A clears; B locks; B renews after 500 ms at
+/// ttl 1 s; A's renew is refused; A is refused; after B's expiry A locks; B force-clears;
+/// status open; a second force-clear says not locked.
+#[test]
+fn the_seed_sequence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let step = |args: &[&str], want: &str| {
+        let (v, _) = json(d, args);
+        assert_eq!(outcome(&v), want, "{args:?}: {v}");
+        v
+    };
+    step(
+        &["acquire", "seed", "--owner", "A", "--ttl", "1s"],
+        "acquired",
+    );
+    step(&["acquire", "seed", "--owner", "B", "--ttl", "1s"], "held");
+    step(&["release", "seed", "--owner", "A"], "released");
+    let b = step(
+        &["acquire", "seed", "--owner", "B", "--ttl", "1s"],
+        "acquired",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let renewed = step(&["renew", "seed", "--owner", "B", "--ttl", "1s"], "renewed");
+    assert_eq!(renewed["fencing_token"], b["fencing_token"]);
+    step(&["renew", "seed", "--owner", "A", "--ttl", "1s"], "lost");
+    step(&["acquire", "seed", "--owner", "A", "--ttl", "1s"], "held");
+    std::thread::sleep(Duration::from_millis(1100));
+    let a = step(
+        &["acquire", "seed", "--owner", "A", "--ttl", "1s"],
+        "acquired",
+    );
+    assert!(a["fencing_token"].as_u64() > b["fencing_token"].as_u64());
+    step(&["release", "seed", "--force"], "released");
+    step(&["status", "seed"], "open");
+    step(&["release", "seed", "--force"], "not_locked");
+}
+
+#[test]
+fn run_runs_the_command_with_its_token_and_exits_as_it_did() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = lock(
+        tmp.path(),
+        &[
+            "--json",
+            "run",
+            "job",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$LOCK_NAME $LOCK_FENCING_TOKEN\"; exit 7",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (v, code) = parse(&out);
+    assert_eq!(code, 7);
+    assert_eq!(
+        (outcome(&v), v["exit_code"].as_u64()),
+        ("released", Some(7))
+    );
+    let token = v["fencing_token"].as_u64().unwrap();
+    assert_eq!(
+        stdout.lines().next(),
+        Some(format!("job {token}").as_str()),
+        "the command's own output first"
+    );
+    assert_eq!(outcome(&json(tmp.path(), &["status", "job"]).0), "open");
+}
+
+#[test]
+fn run_does_not_start_the_command_when_the_lock_is_held() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    json(d, &["acquire", "job", "--owner", "other", "--ttl", "1m"]);
+    let marker = d.join("ran");
+    let touch = format!("touch {}", marker.display());
+    let (v, code) = parse(
+        &lock(
+            d,
+            &[
+                "--json",
+                "run",
+                "--no-wait",
+                "job",
+                "--",
+                "sh",
+                "-c",
+                &touch,
+            ],
+        )
+        .output()
+        .unwrap(),
+    );
+    assert_eq!(
+        (outcome(&v), code, v["owner"].as_str()),
+        ("held", 75, Some("other"))
+    );
+    let (v, code) = parse(
+        &lock(
+            d,
+            &[
+                "--json",
+                "run",
+                "--wait",
+                "200ms",
+                "--conflict-exit-code",
+                "9",
+                "job",
+                "--",
+                "sh",
+                "-c",
+                &touch,
+            ],
+        )
+        .output()
+        .unwrap(),
+    );
+    assert_eq!((outcome(&v), code), ("timeout", 9));
+    assert!(!marker.exists(), "the command never started");
+}
+
+#[test]
+fn two_runs_never_overlap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let log = d.join("log");
+    let script = format!(
+        "echo start >> {0}; sleep 0.3; echo end >> {0}",
+        log.display()
+    );
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            lock(d, &["run", "nightly", "--", "sh", "-c", &script])
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut run in runs {
+        assert!(run.wait().unwrap().success());
+    }
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(lines, "start\nend\n".repeat(3), "one at a time");
+}
+
+#[test]
+fn run_stops_its_command_when_the_lock_is_force_released() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let run = lock(
+        d,
+        &[
+            "--json",
+            "run",
+            "--ttl",
+            "1s",
+            "--kill-after",
+            "1s",
+            "job",
+            "--",
+            "sleep",
+            "30",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    wait_until_locked(d);
+    let forced = Instant::now();
+    assert_eq!(
+        outcome(&json(d, &["release", "job", "--force"]).0),
+        "released"
+    );
+    let out = run.wait_with_output().unwrap();
+    let stopped_in = forced.elapsed();
+    let (v, code) = parse(&out);
+    assert_eq!((outcome(&v), code), ("lost", 76));
+    assert!(
+        stopped_in < Duration::from_secs(2),
+        "stopped {stopped_in:?} after the force release"
+    );
+}
+
+#[test]
+fn run_forwards_sigterm_releases_and_exits_as_the_command_did() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let run = lock(d, &["--json", "run", "job", "--", "sleep", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_locked(d);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = run.wait_with_output().unwrap();
+    let (v, code) = parse(&out);
+    assert_eq!((outcome(&v), code), ("released", 128 + 15), "{v}");
+    assert_eq!(outcome(&json(d, &["status", "job"]).0), "open");
+}
+
+fn wait_until_locked(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while outcome(&json(dir, &["status", "job"]).0) != "locked" {
+        assert!(Instant::now() < deadline, "run never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
