@@ -8,4 +8,4 @@ mod suite;
 
 pub use cross_process::{CYCLES, WORKERS};
 pub use lock_testkit as kit;
-pub use suite::{Client, Setup, Suite, run};
+pub use suite::{CaseFuture, Client, Setup, Suite, run};
