@@ -269,3 +269,151 @@ async fn renew_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::{AcquireOutcome, Capabilities, LockState, MemoryLock};
+
+    const WORKS: u8 = 0;
+    const FAILS: u8 = 1;
+    const HANGS: u8 = 2;
+
+    /// A memory lock whose renewals can be made to fail or hang.
+    #[derive(Debug, Default)]
+    struct Flaky {
+        inner: MemoryLock,
+        renew: AtomicU8,
+    }
+
+    #[async_trait]
+    impl Lock for Flaky {
+        fn capabilities(&self) -> Capabilities {
+            self.inner.capabilities()
+        }
+        async fn try_acquire(
+            &self,
+            n: &LockName,
+            o: &OwnerId,
+            t: Ttl,
+        ) -> Result<AcquireOutcome, Error> {
+            self.inner.try_acquire(n, o, t).await
+        }
+        async fn renew(&self, n: &LockName, o: &OwnerId, t: Ttl) -> Result<RenewOutcome, Error> {
+            match self.renew.load(Ordering::SeqCst) {
+                WORKS => self.inner.renew(n, o, t).await,
+                FAILS => Err(Error::Unreachable {
+                    message: "connection refused".into(),
+                    source: None,
+                }),
+                _ => std::future::pending().await,
+            }
+        }
+        async fn release(&self, n: &LockName, o: &OwnerId) -> Result<ReleaseOutcome, Error> {
+            self.inner.release(n, o).await
+        }
+        async fn force_release(&self, n: &LockName) -> Result<ReleaseOutcome, Error> {
+            self.inner.force_release(n).await
+        }
+        async fn inspect(&self, n: &LockName) -> Result<LockState, Error> {
+            self.inner.inspect(n).await
+        }
+    }
+
+    async fn guard(lock: Arc<Flaky>, ttl_ms: u64) -> Guard {
+        let options = AcquireOptions::new()
+            .ttl(Ttl::from_millis(ttl_ms).unwrap())
+            .wait(Wait::No);
+        Guard::acquire(lock, LockName::new("job").unwrap(), options)
+            .await
+            .unwrap()
+            .acquired()
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failing_renewals_fire_unreachable_at_the_last_send_plus_ttl() {
+        let lock = Arc::new(Flaky::default());
+        let g = guard(lock.clone(), 900).await;
+        // Renewals at 300 and 600 ms succeed: the lease is good until 600 + 900 ms.
+        tokio::time::sleep(Duration::from_millis(650)).await;
+        let last_send = Instant::now() - Duration::from_millis(50);
+        lock.renew.store(FAILS, Ordering::SeqCst);
+        let reason = g.lost().await;
+        let fired = Instant::now() - last_send;
+        assert_eq!(
+            reason,
+            LossReason::Unreachable {
+                last_error: Some("backend unreachable: connection refused".into())
+            }
+        );
+        assert_eq!(
+            fired,
+            Duration::from_millis(900),
+            "fires exactly at send + ttl"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_renewal_fires_at_the_deadline_too() {
+        let lock = Arc::new(Flaky::default());
+        lock.renew.store(HANGS, Ordering::SeqCst);
+        let start = Instant::now();
+        let g = guard(lock, 600).await;
+        assert_eq!(g.lost().await, LossReason::Unreachable { last_error: None });
+        assert_eq!(start.elapsed(), Duration::from_millis(600));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_that_heals_before_the_deadline_is_no_loss() {
+        let lock = Arc::new(Flaky::default());
+        let g = guard(lock.clone(), 900).await;
+        lock.renew.store(FAILS, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        lock.renew.store(WORKS, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        assert_eq!(g.loss(), None);
+    }
+
+    #[tokio::test]
+    async fn a_refused_renewal_fires_refused() {
+        let lock = Arc::new(Flaky::default());
+        let g = guard(lock.clone(), 300).await;
+        lock.force_release(&LockName::new("job").unwrap())
+            .await
+            .unwrap();
+        let reason = tokio::time::timeout(Duration::from_secs(5), g.lost())
+            .await
+            .unwrap();
+        assert_eq!(reason, LossReason::Refused);
+    }
+
+    #[tokio::test]
+    async fn a_renewal_interval_not_below_the_ttl_is_refused_before_the_backend() {
+        let lock = Arc::new(Flaky::default());
+        for every in [
+            Duration::ZERO,
+            Duration::from_millis(300),
+            Duration::from_secs(1),
+        ] {
+            let options = AcquireOptions::new()
+                .ttl(Ttl::from_millis(300).unwrap())
+                .renew_every(every);
+            let err = Guard::acquire(lock.clone(), LockName::new("job").unwrap(), options)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidInput(InvalidInput::RenewInterval { .. })),
+                "{every:?}"
+            );
+        }
+        assert_eq!(
+            lock.inspect(&LockName::new("job").unwrap()).await.unwrap(),
+            LockState::Open
+        );
+    }
+}
