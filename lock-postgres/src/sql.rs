@@ -1,0 +1,211 @@
+//! The statements, written once per table. Lock names, owners and keys are always bind
+//! parameters (`$1`…); only the checked, quoted table name is part of the text.
+//!
+//! Every lease statement reads the time once, `clock_timestamp()` in a materialized CTE, so a
+//! statement decides on one instant of the server's clock.
+
+use std::sync::Arc;
+
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::{PgArguments, Postgres};
+use sqlx::query::Query;
+
+/// A statement ready to bind.
+pub(crate) type PgQuery = Query<'static, Postgres, PgArguments>;
+
+/// A statement's text, shared by every call.
+#[derive(Clone, Debug)]
+pub(crate) struct Sql(Arc<str>);
+
+impl Sql {
+    fn new(text: String) -> Self {
+        Self(text.into())
+    }
+
+    /// The statement, to bind its parameters to.
+    pub(crate) fn query(&self) -> PgQuery {
+        sqlx::query(AssertSqlSafe(self.0.clone()))
+    }
+}
+
+/// A new row's first token: the server clock in microseconds, above every token an earlier
+/// row of that name can have handed out, should an operator have deleted it.
+const FIRST_TOKEN: &str = "greatest((extract(epoch FROM clock_timestamp()) * 1000000)::bigint, 1)";
+
+/// Microseconds from the CTE's `now.at` until `expires_at`.
+const MICROS_LEFT: &str = "(extract(epoch FROM expires_at - now.at) * 1000000)::bigint";
+
+/// The rows of `pg_locks` for the session advisory lock whose `bigint` key is parameter `key`.
+fn advisory_lock_rows(key: &str) -> String {
+    format!(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' \
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+           AND classid = (({key} >> 32) & 4294967295)::oid AND objid = ({key} & 4294967295)::oid \
+           AND objsubid = 1 AND granted"
+    )
+}
+
+/// The row of `pg_locks` if this very session holds the advisory lock of key `key`.
+fn own_lock(key: &str) -> String {
+    format!(
+        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() \
+           AND classid = (({key} >> 32) & 4294967295)::oid AND objid = ({key} & 4294967295)::oid \
+           AND objsubid = 1 AND granted"
+    )
+}
+
+/// The table's definition; the same for both modes.
+pub(crate) fn create_table(table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table} ( \
+           name text COLLATE \"C\" PRIMARY KEY, \
+           owner text, \
+           token bigint NOT NULL CHECK (token > 0), \
+           expires_at timestamptz \
+         ); \
+         COMMENT ON TABLE {table} IS 'lock-postgres: one row per lock name, never deleted, so \
+           that fencing tokens keep rising; owner and expires_at are NULL while it is open'"
+    )
+}
+
+/// Every statement of one table.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    /// Lease try acquire: `$1` name, `$2` owner, `$3` ttl in ms. One row: `won` (the token
+    /// when acquired), and the row as it was before (`owner`, `token`, `left_us` while live).
+    pub(crate) acquire: Sql,
+    /// Lease renew: `$1` name, `$2` owner, `$3` ttl in ms. A row with `token` when renewed.
+    pub(crate) renew: Sql,
+    /// Lease release: `$1` name, `$2` owner, `$3` channel. One row: `released` (0 or 1), the
+    /// row as it was before (`owner`, `live`).
+    pub(crate) release: Sql,
+    /// Lease force release: `$1` name, `$2` channel. One row: `released` (0 or 1).
+    pub(crate) force_release: Sql,
+    /// Lease inspect: `$1` name. A row with `owner`, `token`, `left_us` while live.
+    pub(crate) inspect: Sql,
+    /// Session try acquire on the connection that is to hold it: `$1` name, `$2` owner, `$3`
+    /// key, `$4`/`$5` the key's halves (the per-name step lock). One row: `ok`, `token`.
+    pub(crate) session_acquire: Sql,
+    /// The per-name step lock, shared, for the rest of the transaction: `$1`/`$2` halves.
+    pub(crate) session_step_shared: Sql,
+    /// The per-name step lock, exclusive: `$1`/`$2` halves.
+    pub(crate) session_step: Sql,
+    /// Who holds a session lock: `$1` name, `$2` key. A row with `pid`, `owner`, `token` while
+    /// a session holds the key.
+    pub(crate) session_holder: Sql,
+    /// Whether this connection holds key `$1`: one row, `held`.
+    pub(crate) session_check: Sql,
+    /// Unlock key `$1` on this connection and NOTIFY channel `$2` with name `$3`: one row, `ok`.
+    pub(crate) session_release: Sql,
+    /// Terminate the session holding key `$1`: a row with `pid`, `terminated` per holder.
+    pub(crate) session_terminate: Sql,
+    /// Whether any session holds key `$1`: one row, `held`.
+    pub(crate) session_held: Sql,
+    /// NOTIFY channel `$1` with name `$2`.
+    pub(crate) notify: Sql,
+}
+
+impl Statements {
+    /// The statements for `table`, already quoted.
+    pub(crate) fn new(table: &str) -> Self {
+        Self {
+            acquire: Sql::new(format!(
+                "WITH now AS MATERIALIZED (SELECT clock_timestamp() AS at), \
+                 prev AS (SELECT owner, token, expires_at FROM {table} WHERE name = $1), \
+                 won AS ( \
+                   INSERT INTO {table} AS l (name, owner, token, expires_at) \
+                   SELECT $1, $2, {FIRST_TOKEN}, now.at + $3 * interval '1 millisecond' FROM now \
+                   ON CONFLICT (name) DO UPDATE SET \
+                     owner = excluded.owner, \
+                     token = CASE WHEN l.owner = excluded.owner AND l.expires_at > (SELECT at FROM now) \
+                                  THEN l.token ELSE l.token + 1 END, \
+                     expires_at = excluded.expires_at \
+                   WHERE l.owner IS NULL OR l.expires_at IS NULL \
+                      OR l.expires_at <= (SELECT at FROM now) OR l.owner = excluded.owner \
+                   RETURNING l.token \
+                 ) \
+                 SELECT won.token AS won, prev.owner, prev.token, \
+                   CASE WHEN prev.expires_at > now.at \
+                        THEN (extract(epoch FROM prev.expires_at - now.at) * 1000000)::bigint END AS left_us \
+                 FROM now LEFT JOIN won ON true LEFT JOIN prev ON true"
+            )),
+            renew: Sql::new(format!(
+                "WITH now AS MATERIALIZED (SELECT clock_timestamp() AS at) \
+                 UPDATE {table} AS l SET expires_at = now.at + $3 * interval '1 millisecond' FROM now \
+                 WHERE l.name = $1 AND l.owner = $2 AND l.expires_at > now.at \
+                 RETURNING l.token"
+            )),
+            release: Sql::new(format!(
+                "WITH now AS MATERIALIZED (SELECT clock_timestamp() AS at), \
+                 prev AS (SELECT l.owner, l.expires_at > now.at AS live FROM {table} AS l, now WHERE l.name = $1), \
+                 freed AS ( \
+                   UPDATE {table} AS l SET owner = NULL, expires_at = NULL FROM now \
+                   WHERE l.name = $1 AND l.owner = $2 AND l.expires_at > now.at \
+                   RETURNING l.name \
+                 ), \
+                 notified AS (SELECT pg_notify($3, name) FROM freed) \
+                 SELECT (SELECT count(*) FROM notified) AS released, prev.owner, \
+                   coalesce(prev.live, false) AS live \
+                 FROM now LEFT JOIN prev ON true"
+            )),
+            force_release: Sql::new(format!(
+                "WITH now AS MATERIALIZED (SELECT clock_timestamp() AS at), \
+                 freed AS ( \
+                   UPDATE {table} AS l SET owner = NULL, expires_at = NULL FROM now \
+                   WHERE l.name = $1 AND l.expires_at > now.at \
+                   RETURNING l.name \
+                 ), \
+                 notified AS (SELECT pg_notify($2, name) FROM freed) \
+                 SELECT count(*) AS released FROM notified"
+            )),
+            inspect: Sql::new(format!(
+                "SELECT owner, token, {MICROS_LEFT} AS left_us \
+                 FROM {table}, (SELECT clock_timestamp() AS at) AS now \
+                 WHERE name = $1 AND owner IS NOT NULL AND expires_at > now.at"
+            )),
+            session_acquire: Sql::new(format!(
+                "WITH step AS MATERIALIZED (SELECT pg_advisory_xact_lock($4, $5)), \
+                 got AS MATERIALIZED ( \
+                   SELECT CASE WHEN EXISTS ({}) THEN NULL ELSE pg_try_advisory_lock($3) END AS ok \
+                   FROM step), \
+                 won AS ( \
+                   INSERT INTO {table} AS l (name, owner, token, expires_at) \
+                   SELECT $1, $2, {FIRST_TOKEN}, NULL FROM got WHERE got.ok \
+                   ON CONFLICT (name) DO UPDATE SET \
+                     owner = excluded.owner, token = l.token + 1, expires_at = NULL \
+                   RETURNING l.token \
+                 ) \
+                 SELECT got.ok, won.token FROM got LEFT JOIN won ON true",
+                own_lock("$3")
+            )),
+            session_step_shared: Sql::new(
+                "SELECT 1 AS stepped FROM (SELECT pg_advisory_xact_lock_shared($1, $2)) AS s"
+                    .into(),
+            ),
+            session_step: Sql::new(
+                "SELECT 1 AS stepped FROM (SELECT pg_advisory_xact_lock($1, $2)) AS s".into(),
+            ),
+            session_holder: Sql::new(format!(
+                "SELECT lk.pid, l.owner, l.token FROM ({}) AS lk \
+                 LEFT JOIN {table} AS l ON l.name = $1",
+                advisory_lock_rows("$2")
+            )),
+            session_check: Sql::new(format!("SELECT EXISTS ({}) AS held", own_lock("$1"))),
+            session_release: Sql::new(
+                "WITH u AS MATERIALIZED (SELECT pg_advisory_unlock($1) AS ok), \
+                 n AS MATERIALIZED (SELECT pg_notify($2, $3) FROM u WHERE u.ok) \
+                 SELECT u.ok, (SELECT count(*) FROM n) AS notified FROM u"
+                    .into(),
+            ),
+            session_terminate: Sql::new(format!(
+                "SELECT lk.pid, pg_terminate_backend(lk.pid) AS terminated FROM ({}) AS lk",
+                advisory_lock_rows("$1")
+            )),
+            session_held: Sql::new(format!(
+                "SELECT EXISTS ({}) AS held",
+                advisory_lock_rows("$1")
+            )),
+            notify: Sql::new("SELECT 1 AS sent FROM (SELECT pg_notify($1, $2)) AS n".into()),
+        }
+    }
+}
