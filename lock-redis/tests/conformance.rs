@@ -3,21 +3,21 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use conformance_tests::Setup;
-use conformance_tests::kit::RedisServer;
+use conformance_tests::kit::{RedisServer, Shared};
 use lock_core::Lock;
 use lock_redis::RedisLock;
 
 /// One server per test process; workers of the cross-process case are handed its URL.
-static SERVER: OnceLock<RedisServer> = OnceLock::new();
+static SERVER: Shared<RedisServer> = Shared::new(RedisServer::start);
 
 struct Redis;
 
 impl Setup for Redis {
     fn location(&self) -> String {
-        SERVER.get_or_init(RedisServer::start).url()
+        SERVER.with(RedisServer::url)
     }
 
     fn connect(&self, url: &str) -> Pin<Box<dyn Future<Output = Arc<dyn Lock>> + Send + '_>> {

@@ -3,19 +3,18 @@
 //! release repairs it.
 
 use std::collections::HashSet;
-use std::sync::OnceLock;
 
-use conformance_tests::kit::RedisServer;
+use conformance_tests::kit::{RedisServer, Shared};
 use lock_core::{
     AcquireOutcome, Error, FencingToken, Lock, LockName, LockState, OwnerId, ReleaseOutcome, Ttl,
 };
 use lock_redis::RedisLock;
 use redis::AsyncCommands;
 
-static SERVER: OnceLock<RedisServer> = OnceLock::new();
+static SERVER: Shared<RedisServer> = Shared::new(RedisServer::start);
 
 fn url() -> String {
-    SERVER.get_or_init(RedisServer::start).url()
+    SERVER.with(RedisServer::url)
 }
 
 fn ttl() -> Ttl {

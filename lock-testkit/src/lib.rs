@@ -48,6 +48,7 @@ mod postgres;
 mod process;
 mod psql;
 mod redis;
+mod shared;
 mod startup;
 
 pub use pgbouncer::PgBouncer;
@@ -55,3 +56,4 @@ pub use ports::free_port;
 pub use postgres::PostgresServer;
 pub use psql::try_psql;
 pub use redis::RedisServer;
+pub use shared::Shared;
