@@ -369,19 +369,26 @@ pub async fn racing_clients_exactly_one_wins(s: &Suite) {
             let (name, start) = (name.clone(), start.clone());
             tokio::spawn(async move {
                 start.wait().await;
-                (c.owner.clone(), c.acquire(&name, ttl(LONG)).await)
+                let outcome = c.acquire(&name, ttl(LONG)).await;
+                // The client stays connected until every try is in: on a backend whose lock
+                // lives on the connection, dropping the winner's handle would release it.
+                (c, outcome)
             })
         })
         .collect();
+    let mut finished = Vec::new();
+    for task in tasks {
+        finished.push(task.await.expect("task"));
+    }
     let mut winners = Vec::new();
     let mut seen_holders = HashSet::new();
-    for task in tasks {
-        match task.await.expect("task") {
-            (owner, AcquireOutcome::Acquired(lease)) => winners.push((owner, lease.token)),
-            (_, AcquireOutcome::Held(h)) => {
-                seen_holders.insert((h.owner, h.token));
+    for (c, outcome) in &finished {
+        match outcome {
+            AcquireOutcome::Acquired(lease) => winners.push((c.owner.clone(), lease.token)),
+            AcquireOutcome::Held(h) => {
+                seen_holders.insert((h.owner.clone(), h.token));
             }
-            (_, other) => panic!("unexpected {other:?}"),
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(winners.len(), 1, "exactly one winner: {winners:?}");
