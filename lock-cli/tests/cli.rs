@@ -338,3 +338,30 @@ fn wait_until_locked(dir: &Path) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn an_unreachable_server_exits_3_within_the_connect_timeout() {
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for url in [
+        format!("redis://127.0.0.1:{port}?connect_timeout=2s"),
+        format!("postgres://u:hunter2@127.0.0.1:{port}/db?connect_timeout=2"),
+    ] {
+        let started = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_lock"))
+            .args(["--json", "--backend", &url, "status", "job"])
+            .output()
+            .unwrap();
+        let (v, code) = parse(&out);
+        assert_eq!((outcome(&v), code), ("error", 3), "{url}: {v}");
+        assert!(!v.to_string().contains("hunter2"), "{v}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{url}: no hang"
+        );
+    }
+}
