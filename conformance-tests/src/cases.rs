@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lock_core::{
-    AcquireOptions, AcquireOutcome, Acquisition, Guard, Holder, Lease, LockName, LockState,
+    AcquireOptions, AcquireOutcome, Acquisition, Guard, Holder, Lease, Lock, LockName, LockState,
     LossReason, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
 };
 
@@ -31,6 +31,16 @@ fn held(outcome: AcquireOutcome) -> Holder {
         AcquireOutcome::Held(holder) => holder,
         other => panic!("expected held, got {other:?}"),
     }
+}
+
+/// A guard on `name` with a ttl of `ttl_ms`, taken without waiting.
+async fn held_guard(lock: Arc<dyn Lock>, name: &LockName, ttl_ms: u64) -> Guard {
+    let options = AcquireOptions::new().ttl(ttl(ttl_ms)).wait(Wait::No);
+    Guard::acquire(lock, name.clone(), options)
+        .await
+        .expect("acquire")
+        .acquired()
+        .expect("acquired")
 }
 
 fn locked(state: LockState) -> Holder {
@@ -442,9 +452,7 @@ pub async fn waiter_wakes_on_release(s: &Suite) {
     acquired(a.acquire(&name, ttl(LONG)).await);
     let waiter = {
         let (name, b) = (name.clone(), b.clone());
-        tokio::spawn(async move {
-            lock_core::acquire(&*b.lock, &name, &b.owner, ttl(LONG), Wait::Forever).await
-        })
+        tokio::spawn(async move { b.wait(&name, ttl(LONG), Wait::Forever).await })
     };
     sleep_ms(100).await;
     assert!(!waiter.is_finished(), "the waiter waits while a holds");
@@ -453,8 +461,7 @@ pub async fn waiter_wakes_on_release(s: &Suite) {
     let got = tokio::time::timeout(PATIENCE, waiter)
         .await
         .expect("woken by the release, not the expiry")
-        .expect("task")
-        .expect("acquire");
+        .expect("task");
     assert!(matches!(&got, Acquisition::Acquired(l) if l.owner == b.owner));
 }
 
@@ -466,9 +473,7 @@ pub async fn waiter_wakes_on_expiry(s: &Suite) {
     let (a, b) = (s.client().await, s.client().await);
     let name = s.name("n");
     acquired(a.acquire(&name, ttl(SHORT)).await);
-    let got = lock_core::acquire(&*b.lock, &name, &b.owner, ttl(LONG), Wait::For(PATIENCE))
-        .await
-        .expect("acquire");
+    let got = b.wait(&name, ttl(LONG), Wait::For(PATIENCE)).await;
     assert!(
         matches!(&got, Acquisition::Acquired(l) if l.owner == b.owner),
         "{got:?}"
@@ -480,15 +485,9 @@ pub async fn wait_runs_out_with_the_holder(s: &Suite) {
     let (a, b) = (s.client().await, s.client().await);
     let name = s.name("n");
     acquired(a.acquire(&name, ttl(LONG)).await);
-    let got = lock_core::acquire(
-        &*b.lock,
-        &name,
-        &b.owner,
-        ttl(LONG),
-        Wait::For(Duration::from_millis(300)),
-    )
-    .await
-    .expect("acquire");
+    let got = b
+        .wait(&name, ttl(LONG), Wait::For(Duration::from_millis(300)))
+        .await;
     assert!(
         matches!(&got, Acquisition::TimedOut(h) if h.owner == a.owner),
         "{got:?}"
@@ -502,12 +501,7 @@ pub async fn guard_renews_past_ttl(s: &Suite) {
     }
     let (lock, other) = (s.handle().await, s.client().await);
     let name = s.name("n");
-    let options = AcquireOptions::new().ttl(ttl(300)).wait(Wait::No);
-    let guard = Guard::acquire(lock, name.clone(), options)
-        .await
-        .expect("acquire")
-        .acquired()
-        .expect("acquired");
+    let guard = held_guard(lock, &name, 300).await;
     sleep_ms(1000).await;
     assert_eq!(guard.loss(), None);
     let holder = locked(other.inspect(&name).await);
@@ -523,12 +517,7 @@ pub async fn guard_renews_past_ttl(s: &Suite) {
 pub async fn guard_tells_when_lost(s: &Suite) {
     let (lock, other) = (s.handle().await, s.client().await);
     let name = s.name("n");
-    let options = AcquireOptions::new().ttl(ttl(600)).wait(Wait::No);
-    let guard = Guard::acquire(lock, name.clone(), options)
-        .await
-        .expect("acquire")
-        .acquired()
-        .expect("acquired");
+    let guard = held_guard(lock, &name, 600).await;
     assert_eq!(other.force_release(&name).await, ReleaseOutcome::Released);
     acquired(other.acquire(&name, ttl(LONG)).await);
     let reason = tokio::time::timeout(PATIENCE, guard.lost())
@@ -545,20 +534,9 @@ pub async fn guard_tells_when_lost(s: &Suite) {
 pub async fn guard_drop_releases(s: &Suite) {
     let (lock, other) = (s.handle().await, s.client().await);
     let name = s.name("n");
-    let options = AcquireOptions::new().ttl(ttl(LONG)).wait(Wait::No);
-    let guard = Guard::acquire(lock, name.clone(), options)
-        .await
-        .expect("acquire");
+    let guard = held_guard(lock, &name, LONG).await;
     drop(guard);
-    let got = lock_core::acquire(
-        &*other.lock,
-        &name,
-        &other.owner,
-        ttl(LONG),
-        Wait::For(PATIENCE),
-    )
-    .await
-    .expect("acquire");
+    let got = other.wait(&name, ttl(LONG), Wait::For(PATIENCE)).await;
     assert!(matches!(&got, Acquisition::Acquired(_)), "{got:?}");
 }
 

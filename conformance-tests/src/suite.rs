@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lock_core::{
-    AcquireOutcome, Capabilities, Lock, LockName, LockState, OwnerId, ReleaseOutcome, RenewOutcome,
-    Ttl,
+    AcquireOutcome, Acquisition, Capabilities, Lease, Lock, LockName, LockState, OwnerId,
+    ReleaseOutcome, RenewOutcome, Ttl, Wait,
 };
 
 use crate::cross_process;
@@ -153,6 +153,13 @@ impl Client {
     /// Force release; panics on a backend error.
     pub async fn force_release(&self, name: &LockName) -> ReleaseOutcome {
         self.lock.force_release(name).await.expect("force_release")
+    }
+
+    /// Acquire with wait; panics on a backend error.
+    pub async fn wait(&self, name: &LockName, ttl: Ttl, wait: Wait) -> Acquisition<Lease> {
+        lock_core::acquire(&*self.lock, name, &self.owner, ttl, wait)
+            .await
+            .expect("acquire with wait")
     }
 
     /// Inspect; panics on a backend error.
