@@ -14,8 +14,12 @@ use crate::suite::{Suite, sleep_ms, ttl};
 
 /// Long enough never to lapse during a case.
 const LONG: u64 = 60_000;
-/// Short enough to watch lapse (the contract's 100–300 ms).
+/// Short enough to watch lapse (the contract's 100–300 ms). Only for leases that a case waits
+/// to see lapse: a slow machine can only make that wait longer, never the assertion wrong.
 const SHORT: u64 = 200;
+/// For leases that must *not* lapse before the case's next operation lands: long enough for a
+/// durable commit on a loaded two-core machine, short enough to watch lapse.
+const RENEWABLE: u64 = 1_000;
 /// How long a case waits for something that should come promptly before it calls it missing.
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -84,15 +88,15 @@ pub async fn acquire_held_name_is_refused(s: &Suite) {
 pub async fn reacquire_by_holder_keeps_token(s: &Suite) {
     let a = s.client().await;
     let name = s.name("n");
-    let first = acquired(a.acquire(&name, ttl(SHORT)).await);
+    let first = acquired(a.acquire(&name, ttl(RENEWABLE)).await);
     let again = acquired(a.acquire(&name, ttl(LONG)).await);
     assert_eq!(
         first.token, again.token,
         "an idempotent retry keeps its token"
     );
     if s.capabilities().expiry {
-        // The retry's longer ttl took effect: the lease outlives the first, short ttl.
-        sleep_ms(SHORT * 2).await;
+        // The retry's longer ttl took effect: the lease outlives the first ttl.
+        sleep_ms(RENEWABLE + 500).await;
         let holder = locked(a.inspect(&name).await);
         assert_eq!((holder.owner, holder.token), (a.owner.clone(), first.token));
     }
@@ -102,15 +106,15 @@ pub async fn reacquire_by_holder_keeps_token(s: &Suite) {
 pub async fn renew_extends_own_lease(s: &Suite) {
     let a = s.client().await;
     let name = s.name("n");
-    let lease = acquired(a.acquire(&name, ttl(SHORT * 2)).await);
-    for _ in 0..4 {
-        sleep_ms(SHORT / 2).await;
-        match a.renew(&name, ttl(SHORT * 2)).await {
+    let lease = acquired(a.acquire(&name, ttl(RENEWABLE)).await);
+    for _ in 0..5 {
+        sleep_ms(RENEWABLE / 4).await;
+        match a.renew(&name, ttl(RENEWABLE)).await {
             RenewOutcome::Renewed(renewed) => assert_eq!(renewed.token, lease.token),
             other => panic!("expected renewed, got {other:?}"),
         }
     }
-    // Four renewals carried it well past its first ttl.
+    // Five renewals carried it past its first ttl.
     let holder = locked(a.inspect(&name).await);
     assert_eq!((holder.owner, holder.token), (a.owner.clone(), lease.token));
 }
@@ -142,13 +146,13 @@ pub async fn renew_after_release_is_lost(s: &Suite) {
 pub async fn renew_never_extends_another_owner(s: &Suite) {
     let (a, b) = (s.client().await, s.client().await);
     let name = s.name("n");
-    let lease = acquired(a.acquire(&name, ttl(SHORT)).await);
+    let lease = acquired(a.acquire(&name, ttl(RENEWABLE)).await);
     assert_eq!(b.renew(&name, ttl(LONG)).await, RenewOutcome::Lost);
     let holder = locked(b.inspect(&name).await);
     assert_eq!((&holder.owner, holder.token), (&a.owner, lease.token));
     if s.capabilities().expiry {
-        // Still on a's short ttl: it lapses, and b's renew did not keep it alive.
-        sleep_ms(SHORT + 150).await;
+        // Still on a's ttl: it lapses, and b's renew did not keep it alive.
+        sleep_ms(RENEWABLE + 500).await;
         assert_eq!(b.inspect(&name).await, LockState::Open);
     }
 }
@@ -246,10 +250,10 @@ pub async fn lease_expires_after_ttl(s: &Suite) {
     }
     let (a, b) = (s.client().await, s.client().await);
     let name = s.name("n");
-    let lease = acquired(a.acquire(&name, ttl(SHORT + 100)).await);
+    let lease = acquired(a.acquire(&name, ttl(RENEWABLE)).await);
     let holder = held(b.acquire(&name, ttl(LONG)).await);
     assert_eq!(holder.token, lease.token, "live right after the grant");
-    sleep_ms(SHORT + 250).await;
+    sleep_ms(RENEWABLE + 500).await;
     assert_eq!(b.inspect(&name).await, LockState::Open);
     let next = acquired(b.acquire(&name, ttl(LONG)).await);
     if s.capabilities().fencing {
@@ -501,8 +505,8 @@ pub async fn guard_renews_past_ttl(s: &Suite) {
     }
     let (lock, other) = (s.handle().await, s.client().await);
     let name = s.name("n");
-    let guard = held_guard(lock, &name, 300).await;
-    sleep_ms(1000).await;
+    let guard = held_guard(lock, &name, RENEWABLE).await;
+    sleep_ms(RENEWABLE * 5 / 2).await;
     assert_eq!(guard.loss(), None);
     let holder = locked(other.inspect(&name).await);
     assert_eq!(holder.token, guard.token());
@@ -517,7 +521,7 @@ pub async fn guard_renews_past_ttl(s: &Suite) {
 pub async fn guard_tells_when_lost(s: &Suite) {
     let (lock, other) = (s.handle().await, s.client().await);
     let name = s.name("n");
-    let guard = held_guard(lock, &name, 600).await;
+    let guard = held_guard(lock, &name, RENEWABLE).await;
     assert_eq!(other.force_release(&name).await, ReleaseOutcome::Released);
     acquired(other.acquire(&name, ttl(LONG)).await);
     let reason = tokio::time::timeout(PATIENCE, guard.lost())
