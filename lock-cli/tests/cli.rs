@@ -202,47 +202,13 @@ fn run_does_not_start_the_command_when_the_lock_is_held() {
     json(d, &["acquire", "job", "--owner", "other", "--ttl", "1m"]);
     let marker = d.join("ran");
     let touch = format!("touch {}", marker.display());
-    let (v, code) = parse(
-        &lock(
-            d,
-            &[
-                "--json",
-                "run",
-                "--no-wait",
-                "job",
-                "--",
-                "sh",
-                "-c",
-                &touch,
-            ],
-        )
-        .output()
-        .unwrap(),
-    );
+    let (v, code) = json(d, &["run", "--no-wait", "job", "--", "sh", "-c", &touch]);
     assert_eq!(
         (outcome(&v), code, v["owner"].as_str()),
         ("held", 75, Some("other"))
     );
-    let (v, code) = parse(
-        &lock(
-            d,
-            &[
-                "--json",
-                "run",
-                "--wait",
-                "200ms",
-                "--conflict-exit-code",
-                "9",
-                "job",
-                "--",
-                "sh",
-                "-c",
-                &touch,
-            ],
-        )
-        .output()
-        .unwrap(),
-    );
+    let conflict = ["run", "--wait", "200ms", "--conflict-exit-code", "9", "job"];
+    let (v, code) = json(d, &[&conflict[..], &["--", "sh", "-c", &touch]].concat());
     assert_eq!((outcome(&v), code), ("timeout", 9));
     assert!(!marker.exists(), "the command never started");
 }
