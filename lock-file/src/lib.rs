@@ -183,13 +183,15 @@ fn transact<T>(
         }
         Err(e) => return Err(io("open", e)),
     };
+    FileExt::lock(&file).map_err(|e| io("lock", e))?;
+    // Under the lock, so the length is the one this operation reads and overwrites.
     let meta = file.metadata().map_err(|e| io("inspect", e))?;
     if !meta.is_file() {
         return Err(corrupt(name, path, "not a regular file"));
     }
-    FileExt::lock(&file).map_err(|e| io("lock", e))?;
-    let stored = if meta.len() > MAX_FILE_LEN {
-        Err(format!("{} bytes, more than a lock record", meta.len()))
+    let len = meta.len();
+    let stored = if len > MAX_FILE_LEN {
+        Err(format!("{len} bytes, more than a lock record"))
     } else {
         let mut bytes = Vec::with_capacity(RECORD_LEN);
         file.read_to_end(&mut bytes).map_err(|e| io("read", e))?;
@@ -198,7 +200,6 @@ fn transact<T>(
     let (out, write) = decide(stored, Now::read())?;
     if let Some(record) = write {
         debug_assert!(access != Access::Read, "inspect never writes");
-        let len = file.metadata().map_err(|e| io("inspect", e))?.len();
         if len < RECORD_LEN as u64 {
             // Reserve the record's blocks first: a full disk then fails here, before a byte
             // of the old record is overwritten.
