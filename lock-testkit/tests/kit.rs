@@ -316,10 +316,20 @@ fn pgbouncer_logs_in_with_the_password() {
 
 const ORPHAN_HELPER: &str = "LOCK_TESTKIT_ORPHAN_HELPER";
 
+/// Servers die with the test process, even when it is killed and no `Drop` runs. The test
+/// re-runs itself as the process to kill: with `ORPHAN_HELPER` set, it starts the servers,
+/// reports them and sleeps until killed.
 #[test]
 fn servers_die_with_the_test_process() {
+    if env::var_os(ORPHAN_HELPER).is_some() {
+        return start_servers_and_wait_to_be_killed();
+    }
     let mut helper = Command::new(env::current_exe().unwrap())
-        .args(["orphan_helper", "--exact", "--ignored", "--nocapture"])
+        .args([
+            "servers_die_with_the_test_process",
+            "--exact",
+            "--nocapture",
+        ])
         .env(ORPHAN_HELPER, "1")
         .stdout(Stdio::piped())
         .spawn()
@@ -344,13 +354,8 @@ fn servers_die_with_the_test_process() {
     assert!(postgres_gone, "postgres outlived the test process");
 }
 
-/// Run by `servers_die_with_the_test_process`, which kills it.
-#[test]
-#[ignore = "a helper process for servers_die_with_the_test_process"]
-fn orphan_helper() {
-    if env::var_os(ORPHAN_HELPER).is_none() {
-        return;
-    }
+/// The helper's side of `servers_die_with_the_test_process`, which kills it.
+fn start_servers_and_wait_to_be_killed() {
     let redis = RedisServer::start();
     let postgres = PostgresServer::start();
     println!(
