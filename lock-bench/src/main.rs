@@ -1,0 +1,3 @@
+//! `lock-bench`: placeholder, filled in by issue 7.
+
+fn main() {}

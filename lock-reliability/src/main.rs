@@ -1,0 +1,3 @@
+//! `lock-reliability`: placeholder, filled in by issue 6.
+
+fn main() {}
