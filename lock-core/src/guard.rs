@@ -122,6 +122,7 @@ pub struct Guard {
     lock: Arc<dyn Lock>,
     lease: Lease,
     loss: watch::Receiver<Option<LossReason>>,
+    valid_until: watch::Receiver<Instant>,
     renewer: JoinHandle<()>,
     released: bool,
 }
@@ -159,11 +160,22 @@ impl Guard {
 
     fn start(lock: Arc<dyn Lock>, lease: Lease, every: Duration, sent: Instant) -> Self {
         let (tx, loss) = watch::channel(None);
-        let renewer = tokio::spawn(renew_loop(lock.clone(), lease.clone(), every, sent, tx));
+        let (valid_tx, valid_until) = watch::channel(sent + lease.ttl.duration());
+        let renewer = tokio::spawn(renew_loop(
+            lock.clone(),
+            lease.clone(),
+            every,
+            sent,
+            Reports {
+                loss: tx,
+                valid_until: valid_tx,
+            },
+        ));
         Self {
             lock,
             lease,
             loss,
+            valid_until,
             renewer,
             released: false,
         }
@@ -195,6 +207,17 @@ impl Guard {
         self.loss.borrow().clone()
     }
 
+    /// Until when this process may rely on the lease without hearing from the backend again:
+    /// the send time of the last successful grant or renewal, plus the ttl.
+    ///
+    /// The backend's own expiry is never earlier (it started counting after the request was
+    /// sent), so work that ends before this instant ran under the lease. It is also the
+    /// instant at which [`Guard::lost`] fires when no renewal gets through. After a refused
+    /// renewal the lease is gone at once, whatever this says: check [`Guard::loss`] too.
+    pub fn valid_until(&self) -> Instant {
+        *self.valid_until.borrow()
+    }
+
     /// Stops renewing and releases the lease.
     ///
     /// # Errors
@@ -224,6 +247,12 @@ impl Drop for Guard {
     }
 }
 
+/// What the renewer tells its guard.
+struct Reports {
+    loss: watch::Sender<Option<LossReason>>,
+    valid_until: watch::Sender<Instant>,
+}
+
 /// Renews every `every`; reports a loss as soon as a renewal is refused, or when `sent + ttl`
 /// of the last successful renewal passes without a new one.
 async fn renew_loop(
@@ -231,8 +260,9 @@ async fn renew_loop(
     lease: Lease,
     every: Duration,
     mut sent: Instant,
-    loss: watch::Sender<Option<LossReason>>,
+    reports: Reports,
 ) {
+    let loss = reports.loss;
     let ttl = lease.ttl;
     let retry = (every / 3).max(Duration::from_millis(5)).min(every);
     let mut next = sent + every;
@@ -254,6 +284,7 @@ async fn renew_loop(
         match result {
             Ok(RenewOutcome::Renewed(_)) => {
                 sent = attempt;
+                reports.valid_until.send_replace(sent + ttl.duration());
                 next = attempt + every;
                 last_error = None;
             }
@@ -356,6 +387,22 @@ mod tests {
             Duration::from_millis(900),
             "fires exactly at send + ttl"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn valid_until_is_the_last_successful_send_plus_ttl() {
+        let lock = Arc::new(Flaky::default());
+        let start = Instant::now();
+        let g = guard(lock.clone(), 900).await;
+        assert_eq!(g.valid_until(), start + Duration::from_millis(900));
+        // Renewals at 300 and 600 ms succeed; the one at 900 fails.
+        tokio::time::sleep(Duration::from_millis(650)).await;
+        assert_eq!(g.valid_until(), start + Duration::from_millis(1500));
+        lock.renew.store(FAILS, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(g.valid_until(), start + Duration::from_millis(1500));
+        g.lost().await;
+        assert_eq!(Instant::now(), g.valid_until(), "lost fires at valid_until");
     }
 
     #[tokio::test(start_paused = true)]
