@@ -1,0 +1,438 @@
+//! The history checker: from the workers' histories, the resource's log and the faults the
+//! runner injected, count every broken promise of one lane.
+//!
+//! A hold counts from its grant (`acquired`) to the first of: its release being sent, the
+//! guard saying lost, the death of its process, and, for leases with a ttl, its
+//! `valid_until` (the send time of its last successful renewal plus the ttl, before which the
+//! backend cannot have expired it). For session locks, which have no ttl, a fault that ends
+//! the connection (server kill, `pg_terminate_backend`) also ends the hold. Two holds
+//! overlapping in that sense are two holders in at once.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::history::{Event, HoldId, Line};
+use crate::resource::{Access, Op};
+
+/// A fault the runner injected, on the shared clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// A worker was killed with `SIGKILL` at `t`.
+    Kill {
+        /// The worker.
+        pid: u32,
+        /// When.
+        t: u64,
+        /// The backend still named it the holder after its death: the kill hit a hold even
+        /// if the worker died before it could write `acquired` down.
+        confirmed: bool,
+    },
+    /// A worker was stopped (`SIGSTOP`) at `stop` and continued at `cont`.
+    Pause {
+        /// The worker.
+        pid: u32,
+        /// When it was stopped.
+        stop: u64,
+        /// When it was continued.
+        cont: u64,
+    },
+    /// A worker that did not stop by itself at the end of the run was killed (not a fault).
+    Straggler {
+        /// The worker.
+        pid: u32,
+        /// When.
+        t: u64,
+    },
+    /// The server was killed with `SIGKILL` at `down` and was back at `up`.
+    ServerRestart {
+        /// When it was killed.
+        down: u64,
+        /// When it answered again.
+        up: u64,
+    },
+    /// Every client connection was ended with `pg_terminate_backend` at `t`.
+    Terminate {
+        /// When.
+        t: u64,
+    },
+}
+
+impl Fault {
+    /// Whether it ends the connections of session locks at some instant, and which.
+    fn ends_sessions_at(&self) -> Option<u64> {
+        match *self {
+            Fault::ServerRestart { down, .. } => Some(down),
+            Fault::Terminate { t } => Some(t),
+            _ => None,
+        }
+    }
+
+    /// When the lock must be usable again after a server fault.
+    fn recovered_by(&self) -> Option<u64> {
+        match *self {
+            Fault::ServerRestart { up, .. } => Some(up),
+            Fault::Terminate { t } => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// What the checker judges a lane by.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// Leases expire by a ttl (false for session locks).
+    pub expires: bool,
+    /// The ttl the workers used.
+    pub ttl: Duration,
+}
+
+impl Rules {
+    /// How soon after a holder's death the lock must be granted again: its ttl plus a
+    /// second with a ttl, a second without (the server sees the connection close).
+    fn free_again_within(&self) -> u64 {
+        let slack = Duration::from_secs(1);
+        (if self.expires {
+            self.ttl + slack
+        } else {
+            slack
+        })
+        .as_nanos() as u64
+    }
+}
+
+/// Everything one lane left behind.
+#[derive(Debug, Clone, Default)]
+pub struct LaneRecord {
+    /// Every worker's history.
+    pub lines: Vec<Line>,
+    /// The resource's log, in the order it served.
+    pub accesses: Vec<Access>,
+    /// The resource's counter at the end.
+    pub final_value: u64,
+    /// The lane's faults and the server faults.
+    pub faults: Vec<Fault>,
+    /// Worker panics seen on stderr.
+    pub panics: usize,
+    /// When the run stopped injecting faults.
+    pub end: u64,
+}
+
+/// The counts of one lane, or the sum of several.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    /// Grants.
+    pub holds: u64,
+    /// Faults that hit: a kill or pause of a holder, a server restart, a termination (server
+    /// faults are added by the runner, once per run rather than once per lane).
+    pub faults: u64,
+    /// Holds that began while another was still in.
+    pub overlaps: u64,
+    /// Accepted increments missing from the counter.
+    pub lost_updates: u64,
+    /// Grants whose token was not above the previous grant's, and refusals of the newest
+    /// holder by the resource.
+    pub token_regressions: u64,
+    /// Writes the resource accepted after a later holder had already used it.
+    pub stale_writes_accepted: u64,
+    /// Writes the resource refused (the fencing at work; not a violation).
+    pub stale_writes_refused: u64,
+    /// Releases by a paused holder that went through after another had taken the lock.
+    pub stale_releases: u64,
+    /// Holds that were taken over (or ran past `valid_until`) without the guard saying lost.
+    pub not_told: u64,
+    /// Faults after which the lock was not granted again in time.
+    pub stuck: u64,
+    /// Grants that came before the previous holder's lease can have expired.
+    pub early: u64,
+    /// Guard losses on holds no fault touched.
+    pub spurious_losses: u64,
+    /// Worker panics.
+    pub panics: u64,
+    /// Acquisitions that failed with an error (servers down; not a violation).
+    pub errors: u64,
+    /// Slowest grant after a holder was killed, in ms.
+    pub max_free_ms: u64,
+}
+
+impl Tally {
+    /// Adds `other` in.
+    pub fn add(&mut self, o: &Tally) {
+        self.holds += o.holds;
+        self.faults += o.faults;
+        self.overlaps += o.overlaps;
+        self.lost_updates += o.lost_updates;
+        self.token_regressions += o.token_regressions;
+        self.stale_writes_accepted += o.stale_writes_accepted;
+        self.stale_writes_refused += o.stale_writes_refused;
+        self.stale_releases += o.stale_releases;
+        self.not_told += o.not_told;
+        self.stuck += o.stuck;
+        self.early += o.early;
+        self.spurious_losses += o.spurious_losses;
+        self.panics += o.panics;
+        self.errors += o.errors;
+        self.max_free_ms = self.max_free_ms.max(o.max_free_ms);
+    }
+
+    /// The sum of every violation column (spurious losses count only where `strict`).
+    pub fn violations(&self, strict_losses: bool) -> u64 {
+        self.overlaps
+            + self.lost_updates
+            + self.token_regressions
+            + self.stale_writes_accepted
+            + self.stale_releases
+            + self.not_told
+            + self.stuck
+            + self.early
+            + self.panics
+            + if strict_losses {
+                self.spurious_losses
+            } else {
+                0
+            }
+    }
+}
+
+/// One grant, as the histories tell it.
+#[derive(Debug, Clone)]
+struct Hold {
+    id: HoldId,
+    ok: u64,
+    token: u64,
+    /// The latest `valid_until` the worker recorded.
+    valid_until: u64,
+    release_sent: Option<u64>,
+    release_outcome: Option<String>,
+    lost_at: Option<u64>,
+    not_told: bool,
+    /// When its process died (killed, or killed as a straggler).
+    died: Option<u64>,
+    /// End of the hold: see the module doc.
+    end: u64,
+}
+
+/// Checks one lane.
+pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
+    let mut t = Tally::default();
+    let holds = holds(rec, rules);
+    t.holds = holds.len() as u64;
+    t.panics = rec.panics as u64;
+    t.errors = rec
+        .lines
+        .iter()
+        .filter(|l| l.event == Event::AcquireFailed)
+        .count() as u64;
+
+    // No two in: in order of grant, each grant after every earlier hold's end.
+    let mut latest_end = 0;
+    let mut previous_token = None;
+    for h in &holds {
+        if h.ok < latest_end {
+            t.overlaps += 1;
+        }
+        latest_end = latest_end.max(h.end);
+        if previous_token.is_some_and(|p| h.token <= p) {
+            t.token_regressions += 1;
+        }
+        previous_token = Some(h.token);
+    }
+
+    // The resource: no stale write accepted, no lost increment.
+    let granted: HashMap<HoldId, u64> = holds.iter().map(|h| (h.id, h.ok)).collect();
+    let mut newest_seen = 0;
+    let mut accepted_writes: u64 = 0;
+    for a in &rec.accesses {
+        let ok = granted.get(&a.hold).copied().unwrap_or(0);
+        match (a.op, a.accepted) {
+            (Op::Write, true) => {
+                accepted_writes += 1;
+                if newest_seen > ok {
+                    t.stale_writes_accepted += 1;
+                }
+            }
+            (Op::Write, false) => t.stale_writes_refused += 1,
+            (Op::Read, _) => {}
+        }
+        if !a.accepted && ok >= newest_seen {
+            // Nobody granted later had used the resource: only a token that went down can
+            // have been refused here.
+            t.token_regressions += 1;
+        }
+        newest_seen = newest_seen.max(ok);
+    }
+    t.lost_updates = accepted_writes.abs_diff(rec.final_value);
+
+    // Faults: did each hit a holder, was the lock free again in time, never too early.
+    let next_grant_after = |at: u64| holds.iter().map(|h| h.ok).filter(|&ok| ok > at).min();
+    let mut touched = vec![false; holds.len()];
+    for f in &rec.faults {
+        match *f {
+            Fault::Kill {
+                pid,
+                t: at,
+                confirmed,
+            } => {
+                let hit = holding(&holds, pid, at);
+                if hit.is_none() && !confirmed {
+                    continue;
+                }
+                if let Some(i) = hit {
+                    touched[i] = true;
+                }
+                t.faults += 1;
+                match next_grant_after(at) {
+                    Some(next) if next - at <= rules.free_again_within() => {
+                        t.max_free_ms = t.max_free_ms.max((next - at) / 1_000_000);
+                        if rules.expires && hit.is_some_and(|i| next < holds[i].valid_until) {
+                            t.early += 1;
+                        }
+                    }
+                    Some(_) => t.stuck += 1,
+                    None if rec.end.saturating_sub(at) > rules.free_again_within() => t.stuck += 1,
+                    None => {}
+                }
+            }
+            Fault::Pause { pid, stop, cont } => {
+                let Some(i) = holding(&holds, pid, stop) else {
+                    continue;
+                };
+                touched[i] = true;
+                t.faults += 1;
+                let h = &holds[i];
+                let taken = next_grant_after(stop).filter(|&n| n < cont);
+                if !rules.expires {
+                    continue; // a session lock stays held while paused: overlaps tell
+                }
+                match taken {
+                    Some(next) => {
+                        if next < h.valid_until {
+                            t.early += 1;
+                        }
+                        if h.release_outcome.as_deref() == Some("released") {
+                            t.stale_releases += 1;
+                        }
+                        if h.lost_at.is_none() && h.died.is_none() {
+                            t.not_told += 1;
+                        }
+                    }
+                    None if cont.saturating_sub(h.valid_until) > rules.free_again_within() => {
+                        t.stuck += 1
+                    }
+                    None => {}
+                }
+            }
+            // Counted once per run by the runner, not once per lane.
+            Fault::ServerRestart { .. } | Fault::Terminate { .. } => {
+                let from = f.recovered_by().expect("a server fault");
+                let first = next_grant_after(from);
+                let limit = Duration::from_secs(10).as_nanos() as u64;
+                match first {
+                    Some(g) if g - from <= limit => {}
+                    None if rec.end.saturating_sub(from) <= limit => {}
+                    _ => t.stuck += 1,
+                }
+                let at = f.ends_sessions_at().expect("a server fault");
+                for (i, h) in holds.iter().enumerate() {
+                    if h.ok < at && h.end >= at {
+                        touched[i] = true;
+                    }
+                }
+            }
+            Fault::Straggler { .. } => {}
+        }
+    }
+    for (i, h) in holds.iter().enumerate() {
+        if h.not_told {
+            t.not_told += 1;
+        }
+        if h.lost_at.is_some() && !touched[i] {
+            t.spurious_losses += 1;
+        }
+    }
+    t
+}
+
+/// The hold that worker `pid` was in at `at`.
+fn holding(holds: &[Hold], pid: u32, at: u64) -> Option<usize> {
+    holds
+        .iter()
+        .position(|h| h.id.pid == pid && h.ok <= at && h.release_sent.is_none_or(|r| r > at))
+}
+
+/// Every grant in the lane, in order of grant, with its end.
+fn holds(rec: &LaneRecord, rules: Rules) -> Vec<Hold> {
+    let mut by_id: HashMap<HoldId, Hold> = HashMap::new();
+    let mut lines: Vec<&Line> = rec.lines.iter().collect();
+    lines.sort_by_key(|l| l.t);
+    for l in lines {
+        if let Event::Acquired { token, valid_until } = l.event {
+            by_id.insert(
+                l.hold,
+                Hold {
+                    id: l.hold,
+                    ok: l.t,
+                    token,
+                    valid_until,
+                    release_sent: None,
+                    release_outcome: None,
+                    lost_at: None,
+                    not_told: false,
+                    died: None,
+                    end: u64::MAX,
+                },
+            );
+            continue;
+        }
+        let Some(h) = by_id.get_mut(&l.hold) else {
+            continue;
+        };
+        match &l.event {
+            Event::Renewed { valid_until } => h.valid_until = h.valid_until.max(*valid_until),
+            Event::Lost { .. } => {
+                h.lost_at.get_or_insert(l.t);
+            }
+            Event::NotTold => h.not_told = true,
+            Event::ReleaseInvoked { valid_until } => {
+                h.release_sent = Some(l.t);
+                h.valid_until = h.valid_until.max(*valid_until);
+            }
+            Event::Released { outcome } => h.release_outcome = Some(outcome.clone()),
+            _ => {}
+        }
+    }
+    let mut holds: Vec<Hold> = by_id.into_values().collect();
+    holds.sort_by_key(|h| h.ok);
+    for h in &mut holds {
+        for f in &rec.faults {
+            if let Fault::Kill { pid, t, .. } | Fault::Straggler { pid, t } = *f
+                && pid == h.id.pid
+                && t >= h.ok
+            {
+                h.died = Some(h.died.map_or(t, |d| d.min(t)));
+            }
+        }
+        let mut end = [h.release_sent, h.lost_at, h.died]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(u64::MAX);
+        if rules.expires {
+            end = end.min(h.valid_until);
+        } else {
+            for f in &rec.faults {
+                if let Some(at) = f.ends_sessions_at()
+                    && at >= h.ok
+                {
+                    end = end.min(at);
+                }
+            }
+        }
+        h.end = end;
+    }
+    holds
+}
+
+#[cfg(test)]
+mod tests;

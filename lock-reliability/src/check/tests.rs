@@ -1,0 +1,307 @@
+//! The checker against small hand-written histories: each broken promise is caught, and a
+//! sound history passes. Times are in ns, ttl 100 ns unless a case says otherwise.
+
+use super::*;
+
+const A: u32 = 1; // hold 1.1
+const B: u32 = 2; // hold 2.1
+
+fn ttl(ns: u64) -> Rules {
+    Rules {
+        expires: true,
+        ttl: Duration::from_nanos(ns),
+    }
+}
+
+const LEASE: Rules = Rules {
+    expires: true,
+    ttl: Duration::from_nanos(100),
+};
+const SESSION: Rules = Rules {
+    expires: false,
+    ttl: Duration::from_nanos(100),
+};
+
+fn record(lines: &str, accesses: &str, final_value: u64, faults: Vec<Fault>) -> LaneRecord {
+    let parse = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    LaneRecord {
+        lines: parse(lines).iter().map(|l| l.parse().unwrap()).collect(),
+        accesses: parse(accesses).iter().map(|l| l.parse().unwrap()).collect(),
+        final_value,
+        faults,
+        panics: 0,
+        end: 10_000_000_000,
+    }
+}
+
+/// A holds 10–20 with token 1, B holds 30–40 with token 2; both increment the counter.
+const SOUND: &str = "
+    10 acquired 1.1 1 110
+    20 release 1.1 110
+    21 released 1.1 released
+    30 acquired 2.1 2 130
+    40 release 2.1 130
+    41 released 2.1 released";
+const SOUND_ACCESSES: &str = "
+    11 read 1.1 1 1 0
+    12 write 1.1 1 1 1
+    31 read 2.1 2 1 1
+    32 write 2.1 2 1 2";
+
+#[test]
+fn a_sound_history_has_no_violation() {
+    let t = check(&record(SOUND, SOUND_ACCESSES, 2, vec![]), LEASE);
+    assert_eq!(t.holds, 2);
+    assert_eq!(t.violations(true), 0, "{t:?}");
+}
+
+#[test]
+fn each_broken_promise_is_counted() {
+    type Case = (&'static str, LaneRecord, Rules, fn(&Tally) -> u64);
+    let cases: Vec<Case> = vec![
+        (
+            "B granted before A released",
+            record(
+                &SOUND.replace("30 acquired", "15 acquired"),
+                SOUND_ACCESSES,
+                2,
+                vec![],
+            ),
+            LEASE,
+            |t| t.overlaps,
+        ),
+        (
+            "B granted after A's valid_until passed is fine, but not before",
+            record(
+                "10 acquired 1.1 1 50
+                 60 release 1.1 50
+                 45 acquired 2.1 2 145",
+                "",
+                0,
+                vec![],
+            ),
+            LEASE,
+            |t| t.overlaps,
+        ),
+        (
+            "B's token not above A's",
+            record(
+                &SOUND.replace("acquired 2.1 2", "acquired 2.1 1"),
+                "",
+                0,
+                vec![],
+            ),
+            LEASE,
+            |t| t.token_regressions,
+        ),
+        (
+            "the newest holder refused by the resource",
+            record(
+                SOUND,
+                "11 read 1.1 5 1 0
+                 31 read 2.1 2 0 0",
+                0,
+                vec![],
+            ),
+            LEASE,
+            |t| t.token_regressions,
+        ),
+        (
+            "two accepted increments, counter at 1",
+            record(SOUND, SOUND_ACCESSES, 1, vec![]),
+            LEASE,
+            |t| t.lost_updates,
+        ),
+        (
+            "A's late write accepted after B used the resource",
+            record(
+                "10 acquired 1.1 1 50
+                 70 release 1.1 50
+                 60 acquired 2.1 2 160",
+                "11 read 1.1 1 1 0
+                 61 read 2.1 2 1 0
+                 65 write 1.1 3 1 1",
+                1,
+                vec![],
+            ),
+            LEASE,
+            |t| t.stale_writes_accepted,
+        ),
+        (
+            "a paused holder's release went through after B took over",
+            record(
+                "10 acquired 1.1 1 50
+                 60 acquired 2.1 2 160
+                 70 lost 1.1 unreachable
+                 80 release 1.1 50
+                 81 released 1.1 released",
+                "",
+                0,
+                vec![Fault::Pause {
+                    pid: A,
+                    stop: 20,
+                    cont: 65,
+                }],
+            ),
+            LEASE,
+            |t| t.stale_releases,
+        ),
+        (
+            "a paused holder taken over and never told",
+            record(
+                "10 acquired 1.1 1 50
+                 60 acquired 2.1 2 160
+                 80 release 1.1 50
+                 81 released 1.1 not_owner",
+                "",
+                0,
+                vec![Fault::Pause {
+                    pid: A,
+                    stop: 20,
+                    cont: 65,
+                }],
+            ),
+            LEASE,
+            |t| t.not_told,
+        ),
+        (
+            "the guard did not say lost a second past valid_until",
+            record(
+                "10 acquired 1.1 1 50
+                 70 not_told 1.1",
+                "",
+                0,
+                vec![],
+            ),
+            LEASE,
+            |t| t.not_told,
+        ),
+        (
+            "not granted again within ttl + 1 s of the holder's death",
+            record(
+                "10 acquired 1.1 1 110
+                 2000000000 acquired 2.1 2 2000000100",
+                "",
+                0,
+                vec![Fault::Kill {
+                    pid: A,
+                    t: 20,
+                    confirmed: true,
+                }],
+            ),
+            LEASE,
+            |t| t.stuck,
+        ),
+        (
+            "granted again before the dead holder's lease can have expired",
+            record(
+                "10 acquired 1.1 1 300
+                 200 acquired 2.1 2 400",
+                "",
+                0,
+                vec![Fault::Kill {
+                    pid: A,
+                    t: 20,
+                    confirmed: false,
+                }],
+            ),
+            ttl(290),
+            |t| t.early,
+        ),
+        (
+            "a session lock granted to B while A, paused, still held it",
+            record(
+                "10 acquired 1.1 1 110
+                 60 acquired 2.1 2 160
+                 300 lost 1.1 unreachable",
+                "",
+                0,
+                vec![Fault::Pause {
+                    pid: A,
+                    stop: 20,
+                    cont: 250,
+                }],
+            ),
+            SESSION,
+            |t| t.overlaps,
+        ),
+        (
+            "a loss no fault explains",
+            record(
+                "10 acquired 1.1 1 110
+                 50 lost 1.1 refused",
+                "",
+                0,
+                vec![],
+            ),
+            LEASE,
+            |t| t.spurious_losses,
+        ),
+    ];
+    for (what, rec, rules, column) in cases {
+        let t = check(&rec, rules);
+        assert_eq!(column(&t), 1, "{what}: {t:?}");
+    }
+}
+
+#[test]
+fn faults_that_end_holds_are_not_overlaps() {
+    // A session lock ends with its connection: B may take it after the termination.
+    let terminated = record(
+        "10 acquired 1.1 1 110
+         30 acquired 2.1 2 130
+         35 lost 1.1 refused
+         40 release 1.1 110
+         41 released 1.1 not_owner",
+        "",
+        0,
+        vec![Fault::Terminate { t: 20 }],
+    );
+    let t = check(&terminated, SESSION);
+    assert_eq!((t.overlaps, t.spurious_losses), (0, 0), "{t:?}");
+
+    // A lease ends at valid_until: B may take it once a paused A's lease has lapsed, and A's
+    // late write is refused.
+    let paused = record(
+        "10 acquired 1.1 1 50
+         60 acquired 2.1 2 160
+         70 lost 1.1 unreachable
+         80 release 1.1 50
+         81 released 1.1 not_owner",
+        "11 read 1.1 1 1 0
+         61 read 2.1 2 1 0
+         71 write 1.1 1 0 0",
+        0,
+        vec![Fault::Pause {
+            pid: A,
+            stop: 20,
+            cont: 65,
+        }],
+    );
+    let t = check(&paused, LEASE);
+    assert_eq!(t.violations(true), 0, "{t:?}");
+    assert_eq!((t.faults, t.stale_writes_refused), (1, 1));
+
+    // A killed holder counts until its death; B comes after its lease.
+    let killed = record(
+        "10 acquired 1.1 1 110
+         120 acquired 2.1 2 220",
+        "",
+        0,
+        vec![Fault::Kill {
+            pid: A,
+            t: 20,
+            confirmed: true,
+        }],
+    );
+    let t = check(&killed, LEASE);
+    assert_eq!(t.violations(true), 0, "{t:?}");
+    assert_eq!(t.faults, 1);
+    let _ = B;
+}

@@ -1,0 +1,178 @@
+//! A lane: one lock name, its worker processes, its resource and its directory. Lanes run side
+//! by side, so faults land on several locks at once.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use lock::{Lock, LockName, LockState};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::check::{Fault, LaneRecord};
+use crate::clock::now_ns;
+use crate::history;
+use crate::resource::Resource;
+use crate::worker::{pid_of, stop_file};
+
+/// How a lane's workers are started.
+#[derive(Debug, Clone)]
+pub struct Spawn {
+    /// This binary.
+    pub exe: PathBuf,
+    /// The backend's URL.
+    pub url: String,
+    /// The ttl.
+    pub ttl: Duration,
+    /// The longest hold.
+    pub hold_max: Duration,
+}
+
+/// A lane and its running workers.
+#[derive(Debug)]
+pub struct Lane {
+    /// The lock the workers race for.
+    pub name: LockName,
+    dir: PathBuf,
+    spawn: Spawn,
+    workers: Vec<Child>,
+    started: usize,
+    /// The faults injected into this lane's workers.
+    pub faults: Vec<Fault>,
+}
+
+impl Lane {
+    /// Makes the lane's directory under `root` and starts `workers` workers.
+    pub fn start(root: &Path, index: usize, workers: usize, spawn: Spawn) -> Self {
+        let dir = root.join(format!("lane-{index}"));
+        std::fs::create_dir_all(&dir).expect("the lane's directory");
+        let mut lane = Self {
+            name: LockName::new(format!("lane-{index}")).expect("a lock name"),
+            dir,
+            spawn,
+            workers: Vec::new(),
+            started: 0,
+            faults: Vec::new(),
+        };
+        for _ in 0..workers {
+            lane.add_worker();
+        }
+        lane
+    }
+
+    /// Starts one more worker.
+    pub fn add_worker(&mut self) {
+        self.started += 1;
+        let stderr = File::create(self.dir.join(format!("stderr-{}", self.started)))
+            .expect("a worker's stderr file");
+        let s = &self.spawn;
+        let child = Command::new(&s.exe)
+            .arg("worker")
+            .args(["--url", &s.url, "--name", self.name.as_str()])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(["--ttl-ms", &s.ttl.as_millis().to_string()])
+            .args(["--hold-max-ms", &s.hold_max.as_millis().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start a worker");
+        self.workers.push(child);
+    }
+
+    /// The pid of the worker of this lane that holds its lock, as the backend says.
+    pub async fn holder(&self, lock: &dyn Lock) -> Option<u32> {
+        self.holder_owner(lock)
+            .await
+            .filter(|pid| self.workers.iter().any(|c| c.id() == *pid))
+    }
+
+    /// The pid in the owner id of the lock's holder, whether or not that worker still lives.
+    pub async fn holder_owner(&self, lock: &dyn Lock) -> Option<u32> {
+        match lock.inspect(&self.name).await {
+            Ok(LockState::Locked(h)) => pid_of(&h.owner),
+            _ => None,
+        }
+    }
+
+    /// Kills worker `pid` with `SIGKILL`, reaps it, and starts a replacement.
+    pub fn kill(&mut self, pid: u32) -> u64 {
+        let t = now_ns();
+        signal(pid, Signal::SIGKILL);
+        if let Some(i) = self.workers.iter().position(|c| c.id() == pid) {
+            let mut child = self.workers.swap_remove(i);
+            let _ = child.wait();
+        }
+        self.add_worker();
+        t
+    }
+
+    /// Stops the workers: the stop file first, then `SIGKILL` for any still running after
+    /// `grace` (recorded as stragglers).
+    pub async fn stop(&mut self, grace: Duration) {
+        std::fs::write(stop_file(&self.dir), "").expect("the stop file");
+        let deadline = tokio::time::Instant::now() + grace;
+        for child in &mut self.workers {
+            loop {
+                if child.try_wait().expect("wait for a worker").is_some() {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    let t = now_ns();
+                    let pid = child.id();
+                    signal(pid, Signal::SIGCONT);
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    self.faults.push(Fault::Straggler { pid, t });
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        self.workers.clear();
+    }
+
+    /// What the lane left behind, with the run's server faults added.
+    pub fn record(&self, server_faults: &[Fault], end: u64) -> LaneRecord {
+        let mut lines = Vec::new();
+        let mut panics = 0;
+        for entry in std::fs::read_dir(&self.dir).expect("the lane's directory") {
+            let path = entry.expect("a directory entry").path();
+            let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if file.starts_with("history-") {
+                lines.extend(history::read(&path).unwrap_or_else(|e| panic!("{e}")));
+            } else if file.starts_with("stderr-") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                panics += text.matches("panicked").count();
+            }
+        }
+        let resource = Resource::new(&self.dir);
+        let mut faults = self.faults.clone();
+        faults.extend_from_slice(server_faults);
+        LaneRecord {
+            lines,
+            accesses: resource.log(),
+            final_value: resource.state().1,
+            faults,
+            panics,
+            end,
+        }
+    }
+}
+
+impl Drop for Lane {
+    fn drop(&mut self) {
+        for child in &mut self.workers {
+            signal(child.id(), Signal::SIGCONT);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends `sig` to process `pid`; a process already gone is fine.
+pub fn signal(pid: u32, sig: Signal) {
+    let _ = kill(Pid::from_raw(pid as i32), sig);
+}

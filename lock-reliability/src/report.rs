@@ -1,0 +1,124 @@
+//! The table of a run, as Markdown or JSON, and the verdict.
+
+use serde::Serialize;
+
+use crate::backend::Backend;
+use crate::check::Tally;
+use crate::profile::Profile;
+use crate::scenario::Scenario;
+
+/// One scenario on one backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// The backend.
+    pub backend: Backend,
+    /// The scenario.
+    pub scenario: Scenario,
+    /// What the checker counted.
+    #[serde(flatten)]
+    pub tally: Tally,
+    /// How long it ran, in seconds.
+    pub seconds: f64,
+}
+
+impl Row {
+    /// Violations in this row.
+    pub fn violations(&self) -> u64 {
+        self.tally.violations(self.scenario.losses_are_violations())
+    }
+}
+
+/// A whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The profile.
+    pub profile: Profile,
+    /// Faults each backend needed.
+    pub min_faults: u64,
+    /// Every row.
+    pub rows: Vec<Row>,
+}
+
+impl Report {
+    /// Why the run fails, if it does: a violation, or too few faults for the profile.
+    pub fn failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in &self.rows {
+            if r.violations() > 0 {
+                out.push(format!(
+                    "{} / {}: {} violations",
+                    r.backend,
+                    r.scenario,
+                    r.violations()
+                ));
+            }
+        }
+        for b in Backend::ALL {
+            let rows: Vec<_> = self.rows.iter().filter(|r| r.backend == b).collect();
+            let faults: u64 = rows.iter().map(|r| r.tally.faults).sum();
+            if !rows.is_empty() && faults < self.min_faults {
+                out.push(format!(
+                    "{b}: {faults} faults injected, the {:?} profile needs {}",
+                    self.profile, self.min_faults
+                ));
+            }
+        }
+        out
+    }
+
+    /// The Markdown table.
+    pub fn markdown(&self) -> String {
+        let mut s = String::from(
+            "| backend | scenario | holds | faults | overlapping holds | lost updates | token regressions \
+             | stale writes accepted | stale writes refused | stale releases | losses not told \
+             | stuck | early grants | spurious losses | panics | errors | slowest free after kill |\n\
+             |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+        );
+        for r in &self.rows {
+            let t = &r.tally;
+            let spurious = if r.scenario.losses_are_violations() {
+                t.spurious_losses.to_string()
+            } else {
+                format!("({})", t.spurious_losses)
+            };
+            let free = if t.max_free_ms > 0 {
+                format!("{} ms", t.max_free_ms)
+            } else {
+                "–".into()
+            };
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                r.backend,
+                r.scenario,
+                t.holds,
+                t.faults,
+                t.overlaps,
+                t.lost_updates,
+                t.token_regressions,
+                t.stale_writes_accepted,
+                t.stale_writes_refused,
+                t.stale_releases,
+                t.not_told,
+                t.stuck,
+                t.early,
+                spurious,
+                t.panics,
+                t.errors,
+                free,
+            ));
+        }
+        for b in Backend::ALL {
+            let faults: u64 = self
+                .rows
+                .iter()
+                .filter(|r| r.backend == b)
+                .map(|r| r.tally.faults)
+                .sum();
+            if faults > 0 {
+                s.push_str(&format!("\n{b}: {faults} faults in all."));
+            }
+        }
+        s.push('\n');
+        s
+    }
+}

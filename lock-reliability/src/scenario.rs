@@ -1,0 +1,244 @@
+//! The scenarios: what goes wrong while the lanes' workers race, and how it is injected.
+
+use std::fmt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lock::Lock;
+use nix::sys::signal::Signal;
+use serde::Serialize;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep};
+
+use crate::backend::{Backend, Env};
+use crate::check::{self, Fault, Rules, Tally};
+use crate::clock::{Rng, now_ns};
+use crate::lane::{Lane, Spawn, signal};
+use crate::profile::{STRESS_HOLD_MAX, STRESS_TTL, Sizes};
+
+/// A kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// The holder is killed with `SIGKILL`: the lock is free again within ttl + 1 s, never
+    /// before its expiry.
+    KillHolder,
+    /// The holder is stopped past its ttl, then continued: another acquires; the stale
+    /// holder is told it lost, its release is refused, its late write is refused.
+    PauseHolder,
+    /// The server is killed with `SIGKILL` and restarted.
+    ServerRestart,
+    /// Every connection of the lock's is ended with `pg_terminate_backend`.
+    Terminate,
+    /// Both cores busy at ttl 1 s, renewing every ttl/3: no loss at all.
+    CpuStress,
+}
+
+impl Scenario {
+    /// Every scenario, in report order.
+    pub const ALL: [Scenario; 5] = [
+        Scenario::KillHolder,
+        Scenario::PauseHolder,
+        Scenario::ServerRestart,
+        Scenario::Terminate,
+        Scenario::CpuStress,
+    ];
+
+    /// Whether the scenario means anything for `backend`.
+    pub fn applies_to(self, backend: Backend) -> bool {
+        match self {
+            Scenario::ServerRestart => backend.has_server(),
+            Scenario::Terminate => backend.is_postgres(),
+            _ => true,
+        }
+    }
+
+    /// Whether a loss of a hold no fault touched is a violation here (under stress it is
+    /// the point; elsewhere a 250 ms ttl on a loaded machine may lapse, which is safe).
+    pub fn losses_are_violations(self) -> bool {
+        self == Scenario::CpuStress
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Scenario::KillHolder => "holder kill -9",
+            Scenario::PauseHolder => "holder SIGSTOP past ttl",
+            Scenario::ServerRestart => "server kill -9 + restart",
+            Scenario::Terminate => "pg_terminate_backend",
+            Scenario::CpuStress => "both cores busy, ttl 1 s",
+        })
+    }
+}
+
+/// Runs `scenario` on `env` at `sizes`, in a fresh directory under `root`.
+pub async fn run(env: &mut Env, scenario: Scenario, sizes: &Sizes, root: &Path) -> Tally {
+    let (ttl, hold_max) = match scenario {
+        Scenario::CpuStress => (STRESS_TTL, STRESS_HOLD_MAX),
+        _ => (sizes.ttl, sizes.hold_max),
+    };
+    let spawn = Spawn {
+        exe: std::env::current_exe().expect("this binary's path"),
+        url: env.url.clone(),
+        ttl,
+        hold_max,
+    };
+    let dir = tempfile::tempdir_in(root).expect("a run directory");
+    let mut lanes: Vec<Lane> = (0..sizes.lanes)
+        .map(|i| Lane::start(dir.path(), i, sizes.workers, spawn.clone()))
+        .collect();
+    let lock = connect(&env.url).await;
+    sleep(Duration::from_millis(300)).await; // the workers connect and start racing
+    let mut server_faults = Vec::new();
+    let mut rng = Rng::from_entropy();
+    match scenario {
+        Scenario::KillHolder | Scenario::PauseHolder => {
+            let mut set = JoinSet::new();
+            for lane in lanes.drain(..) {
+                let (lock, n, expires) = (lock.clone(), sizes.kills, env.backend.expires());
+                let n = if scenario == Scenario::KillHolder {
+                    n
+                } else {
+                    sizes.pauses
+                };
+                set.spawn(holder_faults(lane, lock, scenario, n, ttl, expires));
+            }
+            while let Some(lane) = set.join_next().await {
+                lanes.push(lane.expect("a lane's fault task"));
+            }
+        }
+        Scenario::ServerRestart => {
+            for _ in 0..sizes.restarts {
+                sleep(Duration::from_millis(300 + rng.below(300))).await;
+                let down = now_ns();
+                tokio::task::block_in_place(|| env.kill_server());
+                sleep(env.down_for(ttl)).await;
+                tokio::task::block_in_place(|| env.restart_server());
+                server_faults.push(Fault::ServerRestart { down, up: now_ns() });
+                sleep(Duration::from_millis(500)).await;
+            }
+        }
+        Scenario::Terminate => {
+            for _ in 0..sizes.terminations {
+                sleep(Duration::from_millis(150 + rng.below(250))).await;
+                let t = now_ns();
+                tokio::task::block_in_place(|| env.terminate_connections());
+                server_faults.push(Fault::Terminate { t });
+            }
+            sleep(Duration::from_millis(500)).await;
+        }
+        Scenario::CpuStress => {
+            let mut burners: Vec<Child> = (0..2).map(|_| burner(&spawn.exe)).collect();
+            sleep(sizes.stress).await;
+            for b in &mut burners {
+                let _ = b.kill();
+                let _ = b.wait();
+            }
+        }
+    }
+    let end = now_ns();
+    for lane in &mut lanes {
+        lane.stop(Duration::from_secs(15)).await;
+    }
+    let rules = Rules {
+        expires: env.backend.expires(),
+        ttl,
+    };
+    let mut tally = Tally::default();
+    for lane in &lanes {
+        tally.add(&check::check(&lane.record(&server_faults, end), rules));
+    }
+    tally.faults += server_faults.len() as u64;
+    tally
+}
+
+/// The runner's own handle, for `inspect`; the server may just have been restarted.
+async fn connect(url: &str) -> Arc<dyn Lock> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match lock::connect(url).await {
+            Ok(lock) => return lock,
+            Err(e) if Instant::now() > deadline => panic!("cannot open {url}: {e}"),
+            Err(_) => sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Kills or pauses the holder of `lane`'s lock `n` times.
+async fn holder_faults(
+    mut lane: Lane,
+    lock: Arc<dyn Lock>,
+    scenario: Scenario,
+    n: usize,
+    ttl: Duration,
+    expires: bool,
+) -> Lane {
+    let mut rng = Rng::from_entropy();
+    for _ in 0..n {
+        let Some(pid) = wait_for_holder(&lane, &*lock, None).await else {
+            continue;
+        };
+        // Somewhere in the hold, not always at its start.
+        sleep(Duration::from_micros(rng.below(3_000))).await;
+        let taken_within = ttl + Duration::from_secs(3);
+        if scenario == Scenario::KillHolder {
+            let t = lane.kill(pid);
+            let confirmed = lane.holder_owner(&*lock).await == Some(pid);
+            lane.faults.push(Fault::Kill { pid, t, confirmed });
+            wait_for_holder_until(&lane, &*lock, Some(pid), taken_within).await;
+        } else {
+            let stop = now_ns();
+            signal(pid, Signal::SIGSTOP);
+            if expires {
+                wait_for_holder_until(&lane, &*lock, Some(pid), taken_within).await;
+                // Let the new holder reach the resource first, most of the time.
+                sleep(Duration::from_micros(rng.below(20_000))).await;
+            } else {
+                sleep(ttl * 3 / 2).await;
+            }
+            signal(pid, Signal::SIGCONT);
+            lane.faults.push(Fault::Pause {
+                pid,
+                stop,
+                cont: now_ns(),
+            });
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+    lane
+}
+
+/// The pid of the lane's holder once there is one other than `not`, within five seconds.
+async fn wait_for_holder(lane: &Lane, lock: &dyn Lock, not: Option<u32>) -> Option<u32> {
+    wait_for_holder_until(lane, lock, not, Duration::from_secs(5)).await
+}
+
+async fn wait_for_holder_until(
+    lane: &Lane,
+    lock: &dyn Lock,
+    not: Option<u32>,
+    within: Duration,
+) -> Option<u32> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(pid) = lane.holder(lock).await
+            && Some(pid) != not
+        {
+            return Some(pid);
+        }
+        sleep(Duration::from_millis(1)).await;
+    }
+    None
+}
+
+fn burner(exe: &Path) -> Child {
+    Command::new(exe)
+        .arg("burn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start a CPU burner")
+}

@@ -1,0 +1,51 @@
+//! The short profile, as CI runs it: every scenario on every backend, real servers, real
+//! processes killed and paused; every violation column must be 0.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn the_short_profile_finds_no_violation_on_any_backend() {
+    let out = Command::new(env!("CARGO_BIN_EXE_lock-reliability"))
+        .args(["--profile", "short", "--json"])
+        .output()
+        .expect("run lock-reliability");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("a JSON report ({e}); stderr:\n{stderr}"));
+    assert!(out.status.success(), "{report:#}\nstderr:\n{stderr}");
+
+    let rows = report["rows"].as_array().expect("rows");
+    let expected = [
+        ("file", 3),
+        ("redis", 4),
+        ("postgres-lease", 5),
+        ("postgres-session", 5),
+    ];
+    for (backend, scenarios) in expected {
+        let of: Vec<&Value> = rows.iter().filter(|r| r["backend"] == backend).collect();
+        assert_eq!(of.len(), scenarios, "{backend}: {report:#}");
+        for r in of {
+            for column in [
+                "overlaps",
+                "lost_updates",
+                "token_regressions",
+                "stale_writes_accepted",
+                "stale_releases",
+                "not_told",
+                "stuck",
+                "early",
+                "panics",
+            ] {
+                assert_eq!(r[column], 0, "{backend} {}: {column}", r["scenario"]);
+            }
+            assert!(r["holds"].as_u64().unwrap() > 0, "{r}");
+            if r["scenario"] == "cpu-stress" {
+                assert_eq!(r["spurious_losses"], 0, "{r}");
+            } else {
+                assert!(r["faults"].as_u64().unwrap() > 0, "no fault hit: {r}");
+            }
+        }
+    }
+}
