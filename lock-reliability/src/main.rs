@@ -130,11 +130,9 @@ fn runner(args: Args) -> ExitCode {
                 seconds: started.elapsed().as_secs_f64(),
             };
             eprintln!(
-                "{backend} / {scenario}: {} holds, {} faults, {} violations, {:.0} s",
-                row.tally.holds,
-                row.tally.faults,
-                row.violations(),
-                row.seconds
+                "{backend} / {scenario}: {:.0} s, {}",
+                row.seconds,
+                serde_json::to_string(&row.tally).expect("a tally as JSON")
             );
             rows.push(row);
         }

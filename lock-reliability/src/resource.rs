@@ -1,15 +1,17 @@
 //! A fencing-aware resource shared by the worker processes of a lane: a counter that keeps the
 //! highest fencing token it has seen and refuses any read or write with a lower one.
 //!
-//! It lives in two files under its own `flock` (a stand-in for a storage service with its own
-//! consistency): `state` holds `max_token value`, and `log` gets one line per access, in the
-//! order the resource served them. A holder reads the counter and writes it back plus one; the
-//! lock under test is what keeps two holders from interleaving, and the tokens are what keep a
-//! stale holder's late write out.
+//! It is one file, `log`, under its own `flock` (a stand-in for a storage service with its own
+//! consistency): one line per access, in the order served, each ending with the counter and
+//! the highest token after it. Appending the line is the commit: a worker killed before it
+//! changed nothing, and a line torn by a kill is cut off by the next access. A holder reads the
+//! counter and writes it back plus one; the lock under test is what keeps two holders from
+//! interleaving, and the tokens are what keep a stale holder's late write out.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -39,8 +41,10 @@ pub struct Access {
     pub token: u64,
     /// Whether the resource let it through.
     pub accepted: bool,
-    /// The value read or written (the old value when refused).
+    /// The counter after it (the old value when refused).
     pub value: u64,
+    /// The highest token seen after it.
+    pub max: u64,
 }
 
 impl fmt::Display for Access {
@@ -51,8 +55,8 @@ impl fmt::Display for Access {
         };
         write!(
             f,
-            "{} {op} {} {} {} {}",
-            self.t, self.hold, self.token, self.accepted as u8, self.value
+            "{} {op} {} {} {} {} {}",
+            self.t, self.hold, self.token, self.accepted as u8, self.value, self.max
         )
     }
 }
@@ -62,7 +66,7 @@ impl FromStr for Access {
     fn from_str(s: &str) -> Result<Self, String> {
         let f: Vec<&str> = s.split_whitespace().collect();
         let bad = || format!("resource log line {s:?}");
-        if f.len() != 6 {
+        if f.len() != 7 {
             return Err(bad());
         }
         let num = |i: usize| f[i].parse::<u64>().map_err(|_| bad());
@@ -77,6 +81,7 @@ impl FromStr for Access {
             token: num(3)?,
             accepted: num(4)? == 1,
             value: num(5)?,
+            max: num(6)?,
         })
     }
 }
@@ -106,46 +111,32 @@ impl Resource {
     }
 
     fn access(&self, hold: HoldId, op: Op, token: u64, f: impl FnOnce(u64) -> u64) -> Option<u64> {
-        let guard = File::create(self.dir.join("resource.lock")).expect("the resource's lock file");
-        FileExt::lock(&guard).expect("flock the resource");
-        let (max, value) = self.state();
+        let mut log = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(self.dir.join("log"))
+            .expect("the resource's log");
+        FileExt::lock(&log).expect("flock the resource");
+        let (max, value) = last_state(&log);
         let accepted = token >= max;
-        let new = if accepted { f(value) } else { value };
-        if accepted {
-            // Write and rename, so a worker killed here leaves the old state or the new one.
-            let next = self.dir.join("state.next");
-            std::fs::write(&next, format!("{token} {new}")).expect("write the resource's state");
-            std::fs::rename(&next, self.dir.join("state")).expect("replace the resource's state");
-        }
         let access = Access {
             t: crate::clock::now_ns(),
             op,
             hold,
             token,
             accepted,
-            value: new,
+            value: if accepted { f(value) } else { value },
+            max: max.max(token),
         };
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("log"))
-            .expect("the resource's log");
         log.write_all(format!("{access}\n").as_bytes())
             .expect("append to the resource's log");
-        drop(guard); // closing the file releases the flock
-        accepted.then_some(new)
+        accepted.then_some(access.value)
     }
 
     /// The highest token seen and the counter's value.
     pub fn state(&self) -> (u64, u64) {
-        match std::fs::read_to_string(self.dir.join("state")) {
-            Ok(s) => {
-                let mut f = s.split(' ').map(|x| x.parse().expect("resource state"));
-                (f.next().expect("token"), f.next().expect("value"))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, 0),
-            Err(e) => panic!("read the resource's state: {e}"),
-        }
+        self.log().last().map_or((0, 0), |a| (a.max, a.value))
     }
 
     /// Every access in the order served. A line torn by a kill is dropped.
@@ -159,6 +150,28 @@ impl Resource {
             .lines()
             .map(|l| l.parse().expect("resource log line"))
             .collect()
+    }
+}
+
+/// The state in the last complete line of the log, after cutting off a line torn by a kill.
+fn last_state(log: &File) -> (u64, u64) {
+    let len = log.metadata().expect("the log's size").len();
+    let from = len.saturating_sub(512);
+    let mut tail = vec![0; (len - from) as usize];
+    log.read_exact_at(&mut tail, from)
+        .expect("read the log's tail");
+    if !tail.ends_with(b"\n") {
+        let keep = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        log.set_len(from + keep as u64).expect("cut a torn line");
+        tail.truncate(keep);
+    }
+    let text = String::from_utf8(tail).expect("the log is text");
+    match text.lines().last() {
+        Some(line) => {
+            let a: Access = line.parse().expect("a resource log line");
+            (a.max, a.value)
+        }
+        None => (0, 0),
     }
 }
 
@@ -179,5 +192,21 @@ mod tests {
         let log = r.log();
         assert_eq!(log.len(), 4);
         assert!(!log[2].accepted && log[2].op == Op::Write && log[2].hold == a);
+    }
+
+    #[test]
+    fn a_line_torn_by_a_kill_is_cut_off_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Resource::new(dir.path());
+        let a = HoldId { pid: 1, n: 1 };
+        assert!(r.write(a, 5, 7));
+        let mut log = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("log"))
+            .unwrap();
+        log.write_all(b"123 write 1.1 9 1 99").unwrap(); // no newline: torn
+        assert_eq!(r.state(), (5, 7));
+        assert_eq!(r.read(a, 5), Some(7));
+        assert_eq!(r.log().len(), 2, "the torn line is gone");
     }
 }

@@ -49,10 +49,10 @@ const SOUND: &str = "
     40 release 2.1 130
     41 released 2.1 released";
 const SOUND_ACCESSES: &str = "
-    11 read 1.1 1 1 0
-    12 write 1.1 1 1 1
-    31 read 2.1 2 1 1
-    32 write 2.1 2 1 2";
+    11 read 1.1 1 1 0 0
+    12 write 1.1 1 1 1 0
+    31 read 2.1 2 1 1 0
+    32 write 2.1 2 1 2 0";
 
 #[test]
 fn a_sound_history_has_no_violation() {
@@ -104,8 +104,8 @@ fn each_broken_promise_is_counted() {
             "the newest holder refused by the resource",
             record(
                 SOUND,
-                "11 read 1.1 5 1 0
-                 31 read 2.1 2 0 0",
+                "11 read 1.1 5 1 0 0
+                 31 read 2.1 2 0 0 0",
                 0,
                 vec![],
             ),
@@ -124,9 +124,9 @@ fn each_broken_promise_is_counted() {
                 "10 acquired 1.1 1 50
                  70 release 1.1 50
                  60 acquired 2.1 2 160",
-                "11 read 1.1 1 1 0
-                 61 read 2.1 2 1 0
-                 65 write 1.1 3 1 1",
+                "11 read 1.1 1 1 0 0
+                 61 read 2.1 2 1 0 0
+                 65 write 1.1 3 1 1 0",
                 1,
                 vec![],
             ),
@@ -274,9 +274,9 @@ fn faults_that_end_holds_are_not_overlaps() {
          70 lost 1.1 unreachable
          80 release 1.1 50
          81 released 1.1 not_owner",
-        "11 read 1.1 1 1 0
-         61 read 2.1 2 1 0
-         71 write 1.1 1 0 0",
+        "11 read 1.1 1 1 0 0
+         61 read 2.1 2 1 0 0
+         71 write 1.1 1 0 0 0",
         0,
         vec![Fault::Pause {
             pid: A,
