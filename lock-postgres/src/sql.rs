@@ -73,6 +73,12 @@ pub(crate) fn create_table(table: &str) -> String {
 pub(crate) struct Statements {
     /// Lease try acquire: `$1` name, `$2` owner, `$3` ttl in ms. One row: `won` (the token
     /// when acquired), and the row as it was before (`owner`, `token`, `left_us` while live).
+    ///
+    /// When the statement's snapshot already shows another owner's live lease, it does not
+    /// try the insert at all: `ON CONFLICT DO UPDATE` locks the row even when its `WHERE`
+    /// refuses the update, and that lock gives the transaction an xid and a WAL record, so
+    /// every refused try would wait for a durable commit (an fsync). Waiters woken by a
+    /// release all try at once; only the ones that may win now pay for a commit.
     pub(crate) acquire: Sql,
     /// Lease renew: `$1` name, `$2` owner, `$3` ttl in ms. A row with `token` when renewed.
     pub(crate) renew: Sql,
@@ -115,6 +121,7 @@ impl Statements {
                  won AS ( \
                    INSERT INTO {table} AS l (name, owner, token, expires_at) \
                    SELECT $1, $2, {FIRST_TOKEN}, now.at + $3 * interval '1 millisecond' FROM now \
+                   WHERE NOT EXISTS (SELECT 1 FROM prev WHERE prev.owner <> $2 AND prev.expires_at > now.at) \
                    ON CONFLICT (name) DO UPDATE SET \
                      owner = excluded.owner, \
                      token = CASE WHEN l.owner = excluded.owner AND l.expires_at > (SELECT at FROM now) \

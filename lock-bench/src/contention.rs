@@ -1,0 +1,237 @@
+//! Contention: several processes (this binary again, as hidden `__contend` workers) take
+//! turns on one name guarding a counter file. Each worker stamps every cycle on
+//! `CLOCK_MONOTONIC`, which all processes share: when it began to wait, when it got the lock,
+//! when it began to release, when the release returned. From the merged stamps come cycles/s,
+//! holder switches, handoff times (release begun by one worker → acquire returned in
+//! another) and waits. The counter must end at workers × cycles, or the lock let two in.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use lock::{AcquireOptions, Acquisition, Guard, Lock, LockName, ReleaseOutcome, Ttl, Wait};
+use serde::{Deserialize, Serialize};
+
+use crate::Res;
+use crate::procfs::monotonic_ns;
+use crate::stats::Spread;
+
+/// The ttl of contended leases: far longer than a turn, so expiry plays no part.
+const TTL_MS: u64 = 10_000;
+
+/// One cycle of one worker, in `CLOCK_MONOTONIC` nanoseconds.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Stamp {
+    /// Began `Guard::acquire` (waiting forever).
+    pub wait_start: u64,
+    /// `Guard::acquire` returned with the lock.
+    pub acquired: u64,
+    /// Began `Guard::release`.
+    pub release_start: u64,
+    /// `Guard::release` returned.
+    pub released: u64,
+}
+
+/// What a worker prints when it is done: one JSON line.
+#[derive(Debug, Serialize, Deserialize)]
+struct WorkerOutput {
+    stamps: Vec<Stamp>,
+}
+
+/// What the contention section found.
+#[derive(Clone, Debug, Serialize)]
+pub struct ContentionReport {
+    /// Worker processes.
+    pub workers: usize,
+    /// Cycles each worker ran.
+    pub cycles_per_worker: usize,
+    /// All cycles.
+    pub total_cycles: usize,
+    /// The counter ended at workers × cycles: nobody got in twice at once.
+    pub counter_ok: bool,
+    /// Cycles per second, first acquisition to last release.
+    pub cycles_per_s: f64,
+    /// Times the lock went to a different worker than the one that had it before.
+    pub holder_switches: usize,
+    /// Release begun by one worker → acquire returned in the next holder, over the switches.
+    pub handoff: Spread,
+    /// Every wait, from `Guard::acquire` called to returned.
+    pub wait: Spread,
+    /// The highest of the workers' own p99 waits, µs.
+    pub worst_worker_p99_wait_us: f64,
+}
+
+/// Runs `workers` copies of this binary on `url`, `cycles` each, and merges what they saw.
+pub fn run(url: &str, workers: usize, cycles: usize, scratch: &Path) -> Res<ContentionReport> {
+    let counter = scratch.join("contention-counter");
+    std::fs::write(&counter, "0")?;
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    for _ in 0..workers {
+        let child = Command::new(&exe)
+            .args(["__contend", "--url", url, "--name", "contended", "--cycles"])
+            .arg(cycles.to_string())
+            .arg("--counter")
+            .arg(&counter)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        children.push(child);
+    }
+    // Everyone connected and warmed up before anyone starts.
+    let mut readers = Vec::new();
+    for child in &mut children {
+        let mut reader = BufReader::new(child.stdout.take().ok_or("worker stdout")?);
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        if line.trim() != "ready" {
+            return Err(format!("a contention worker said {line:?} instead of ready").into());
+        }
+        readers.push(reader);
+    }
+    for child in &mut children {
+        child
+            .stdin
+            .take()
+            .ok_or("worker stdin")?
+            .write_all(b"go\n")?;
+    }
+    let mut per_worker = Vec::new();
+    for (mut reader, mut child) in readers.into_iter().zip(children) {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let status = child.wait()?;
+        if !status.success() {
+            return Err(format!("a contention worker failed: {status}").into());
+        }
+        let output: WorkerOutput = serde_json::from_str(&line)?;
+        per_worker.push(output.stamps);
+    }
+    let count: usize = std::fs::read_to_string(&counter)?.trim().parse()?;
+    Ok(analyse(&per_worker, cycles, count == workers * cycles))
+}
+
+/// Merges the workers' stamps.
+fn analyse(per_worker: &[Vec<Stamp>], cycles: usize, counter_ok: bool) -> ContentionReport {
+    let mut all: Vec<(usize, Stamp)> = per_worker
+        .iter()
+        .enumerate()
+        .flat_map(|(w, stamps)| stamps.iter().map(move |s| (w, *s)))
+        .collect();
+    all.sort_by_key(|(_, s)| s.acquired);
+    let mut handoffs = Vec::new();
+    for pair in all.windows(2) {
+        let ((prev_worker, prev), (next_worker, next)) = (pair[0], pair[1]);
+        if prev_worker != next_worker {
+            handoffs.push(next.acquired.saturating_sub(prev.release_start));
+        }
+    }
+    let waits: Vec<u64> = all
+        .iter()
+        .map(|(_, s)| s.acquired.saturating_sub(s.wait_start))
+        .collect();
+    let worst_worker_p99_wait_us = per_worker
+        .iter()
+        .map(|stamps| {
+            let w: Vec<u64> = stamps
+                .iter()
+                .map(|s| s.acquired.saturating_sub(s.wait_start))
+                .collect();
+            Spread::of_nanos(&w).p99_us
+        })
+        .fold(0.0, f64::max);
+    let first = all.first().map_or(0, |(_, s)| s.acquired);
+    let last = all.iter().map(|(_, s)| s.released).max().unwrap_or(first);
+    let span = last.saturating_sub(first).max(1);
+    ContentionReport {
+        workers: per_worker.len(),
+        cycles_per_worker: cycles,
+        total_cycles: all.len(),
+        counter_ok,
+        cycles_per_s: all.len() as f64 * 1e9 / span as f64,
+        holder_switches: handoffs.len(),
+        handoff: Spread::of_nanos(&handoffs),
+        wait: Spread::of_nanos(&waits),
+        worst_worker_p99_wait_us,
+    }
+}
+
+/// The worker: connects, warms up, says `ready`, waits for `go` on stdin, runs `cycles`
+/// cycles of acquire (waiting) → counter + 1 → release, and prints its stamps as one JSON
+/// line.
+pub async fn worker(url: &str, name: &str, cycles: usize, counter: &Path) -> Res<()> {
+    let lock: Arc<dyn Lock> = lock::connect(url).await?;
+    let name = LockName::new(name)?;
+    let options = AcquireOptions::new()
+        .ttl(Ttl::from_millis(TTL_MS)?)
+        .wait(Wait::Forever);
+    // Warm up: connections open, scripts and statements loaded, the change watcher running.
+    let warm = LockName::new("contention-warm-up")?;
+    for _ in 0..5 {
+        let guard = Guard::acquire(lock.clone(), warm.clone(), options.clone())
+            .await?
+            .acquired()
+            .ok_or("warm-up lock not acquired")?;
+        guard.release().await?;
+    }
+    drop(lock.watch(&name).await?);
+    println!("ready");
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go)?;
+    let mut stamps = Vec::with_capacity(cycles);
+    let counter: PathBuf = counter.to_owned();
+    for _ in 0..cycles {
+        let wait_start = monotonic_ns();
+        let acquisition = Guard::acquire(lock.clone(), name.clone(), options.clone()).await?;
+        let acquired = monotonic_ns();
+        let Acquisition::Acquired(guard) = acquisition else {
+            return Err(format!("waiting forever answered {acquisition:?}").into());
+        };
+        let value: u64 = std::fs::read_to_string(&counter)?.trim().parse()?;
+        std::fs::write(&counter, (value + 1).to_string())?;
+        let release_start = monotonic_ns();
+        let outcome = guard.release().await?;
+        let released = monotonic_ns();
+        if outcome != ReleaseOutcome::Released {
+            return Err(format!("a contended release answered {outcome:?}").into());
+        }
+        stamps.push(Stamp {
+            wait_start,
+            acquired,
+            release_start,
+            released,
+        });
+    }
+    println!("{}", serde_json::to_string(&WorkerOutput { stamps })?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(acquired: u64, release_start: u64) -> Stamp {
+        Stamp {
+            wait_start: acquired - 10,
+            acquired,
+            release_start,
+            released: release_start + 5,
+        }
+    }
+
+    #[test]
+    fn switches_and_handoffs_come_from_the_merged_order() {
+        // Worker 0 holds twice in a row, then worker 1 takes over 300 ns after the release.
+        let per_worker = vec![
+            vec![stamp(100, 200), stamp(250, 400)],
+            vec![stamp(700, 800)],
+        ];
+        let report = analyse(&per_worker, 2, true);
+        assert_eq!(report.total_cycles, 3);
+        assert_eq!(report.holder_switches, 1);
+        assert_eq!(report.handoff.count, 1);
+        assert!((report.handoff.mean_us - 0.3).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,220 @@
+//! The Postgres floors, with the same driver (`sqlx`) on one connection each:
+//!
+//! - the advisory-lock floor: `pg_try_advisory_lock` + `pg_advisory_unlock`, which write
+//!   nothing to disk;
+//! - the bare SQL of the lease mode: `lock-postgres`'s own acquire and release statements
+//!   (copied from `lock-postgres/src/sql.rs`), sent as they are, on a table the bench creates.
+//!   The durability section runs it on a logged and an unlogged table, with
+//!   `synchronous_commit` on and off.
+
+use std::sync::Arc;
+
+use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Connection, Row};
+
+use crate::Res;
+use crate::rounds::{BoxFuture, Side};
+
+/// The lease table's definition, as `lock-postgres` creates it (`UNLOGGED` optional).
+fn create_table(table: &str, logged: bool) -> String {
+    let unlogged = if logged { "" } else { "UNLOGGED " };
+    format!(
+        "DROP TABLE IF EXISTS {table}; \
+         CREATE {unlogged}TABLE {table} ( \
+           name text COLLATE \"C\" PRIMARY KEY, \
+           owner text, \
+           token bigint NOT NULL CHECK (token > 0), \
+           expires_at timestamptz \
+         )"
+    )
+}
+
+/// `lock-postgres`'s lease try acquire: `$1` name, `$2` owner, `$3` ttl ms.
+fn acquire_sql(table: &str) -> String {
+    const FIRST_TOKEN: &str =
+        "greatest((extract(epoch FROM clock_timestamp()) * 1000000)::bigint, 1)";
+    format!(
+        "WITH now AS MATERIALIZED (SELECT clock_timestamp() AS at), \
+         prev AS (SELECT owner, token, expires_at FROM {table} WHERE name = $1), \
+         won AS ( \
+           INSERT INTO {table} AS l (name, owner, token, expires_at) \
+           SELECT $1, $2, {FIRST_TOKEN}, now.at + $3 * interval '1 millisecond' FROM now \
+           WHERE NOT EXISTS (SELECT 1 FROM prev WHERE prev.owner <> $2 AND prev.expires_at > now.at) \
+           ON CONFLICT (name) DO UPDATE SET \
+             owner = excluded.owner, \
+             token = CASE WHEN l.owner = excluded.owner AND l.expires_at > (SELECT at FROM now) \
+                          THEN l.token ELSE l.token + 1 END, \
+             expires_at = excluded.expires_at \
+           WHERE l.owner IS NULL OR l.expires_at IS NULL \
+              OR l.expires_at <= (SELECT at FROM now) OR l.owner = excluded.owner \
+           RETURNING l.token \
+         ) \
+         SELECT won.token AS won, prev.owner, prev.token, \
+           CASE WHEN prev.expires_at > now.at \
+                THEN (extract(epoch FROM prev.expires_at - now.at) * 1000000)::bigint END AS left_us \
+         FROM now LEFT JOIN won ON true LEFT JOIN prev ON true"
+    )
+}
+
+/// `lock-postgres`'s lease release: `$1` name, `$2` owner, `$3` channel.
+fn release_sql(table: &str) -> String {
+    format!(
+        "WITH now AS MATERIALIZED (SELECT clock_timestamp() AS at), \
+         prev AS (SELECT l.owner, l.expires_at > now.at AS live FROM {table} AS l, now WHERE l.name = $1), \
+         freed AS ( \
+           UPDATE {table} AS l SET owner = NULL, expires_at = NULL FROM now \
+           WHERE l.name = $1 AND l.owner = $2 AND l.expires_at > now.at \
+           RETURNING l.name \
+         ), \
+         notified AS (SELECT pg_notify($3, name) FROM freed) \
+         SELECT (SELECT count(*) FROM notified) AS released, prev.owner, \
+           coalesce(prev.live, false) AS live \
+         FROM now LEFT JOIN prev ON true"
+    )
+}
+
+/// `pg_try_advisory_lock` + `pg_advisory_unlock` on one connection.
+pub struct AdvisoryCycle {
+    conn: PgConnection,
+    key: i64,
+}
+
+impl AdvisoryCycle {
+    /// Cycles on advisory key `key` over a connection of its own.
+    pub async fn connect(url: &str, key: i64) -> Res<Self> {
+        Ok(Self {
+            conn: PgConnection::connect(url).await?,
+            key,
+        })
+    }
+}
+
+impl Side for AdvisoryCycle {
+    fn label(&self) -> String {
+        "floor: pg_try_advisory_lock + unlock".into()
+    }
+
+    fn cycle(&mut self) -> BoxFuture<'_, Res<()>> {
+        Box::pin(async move {
+            let got: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
+                .bind(self.key)
+                .fetch_one(&mut self.conn)
+                .await?
+                .try_get(0)?;
+            if !got {
+                return Err("floor: the advisory lock was taken".into());
+            }
+            let freed: bool = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(self.key)
+                .fetch_one(&mut self.conn)
+                .await?
+                .try_get(0)?;
+            if !freed {
+                return Err("floor: the advisory unlock found nothing".into());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// How the bare lease SQL's table and session are set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Durability {
+    /// An ordinary table (`false`: `UNLOGGED`).
+    pub logged: bool,
+    /// `synchronous_commit` on for the session.
+    pub synchronous_commit: bool,
+}
+
+impl Durability {
+    /// `logged, sync on`, for labels.
+    pub fn label(self) -> String {
+        format!(
+            "{}, synchronous_commit={}",
+            if self.logged { "logged" } else { "unlogged" },
+            if self.synchronous_commit { "on" } else { "off" }
+        )
+    }
+}
+
+/// `lock-postgres`'s lease acquire + release statements, sent bare on one connection.
+pub struct LeaseSqlCycle {
+    conn: PgConnection,
+    durability: Durability,
+    acquire: Arc<str>,
+    release: Arc<str>,
+    name: String,
+    owner: String,
+}
+
+impl LeaseSqlCycle {
+    /// Creates table `table` (dropping one of that name) as `durability` says, and cycles on
+    /// one name in it over a connection of its own.
+    pub async fn connect(url: &str, table: &str, durability: Durability) -> Res<Self> {
+        let mut conn = PgConnection::connect(url).await?;
+        sqlx::raw_sql(AssertSqlSafe(create_table(table, durability.logged)))
+            .execute(&mut conn)
+            .await?;
+        let setting = if durability.synchronous_commit {
+            "on"
+        } else {
+            "off"
+        };
+        sqlx::raw_sql(AssertSqlSafe(format!("SET synchronous_commit = {setting}")))
+            .execute(&mut conn)
+            .await?;
+        Ok(Self {
+            conn,
+            durability,
+            acquire: acquire_sql(table).into(),
+            release: release_sql(table).into(),
+            name: "bench".into(),
+            owner: "0123456789abcdef0123456789abcdef".into(),
+        })
+    }
+}
+
+impl Side for LeaseSqlCycle {
+    fn label(&self) -> String {
+        format!("bare lease SQL ({})", self.durability.label())
+    }
+
+    fn cycle(&mut self) -> BoxFuture<'_, Res<()>> {
+        Box::pin(async move {
+            let row = sqlx::query(AssertSqlSafe(self.acquire.clone()))
+                .bind(&self.name)
+                .bind(&self.owner)
+                .bind(30_000_i64)
+                .fetch_one(&mut self.conn)
+                .await?;
+            let won: Option<i64> = row.try_get("won")?;
+            if won.is_none() {
+                return Err("bare lease SQL: acquire did not win".into());
+            }
+            let row = sqlx::query(AssertSqlSafe(self.release.clone()))
+                .bind(&self.name)
+                .bind(&self.owner)
+                .bind("lock_bench")
+                .fetch_one(&mut self.conn)
+                .await?;
+            let released: i64 = row.try_get("released")?;
+            if released != 1 {
+                return Err("bare lease SQL: release freed nothing".into());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Client sessions with `application_name` = `app`, as `pg_stat_activity` shows them.
+pub async fn sessions_named(conn: &mut PgConnection, app: &str) -> Res<usize> {
+    let n: i64 = sqlx::query(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE application_name = $1 AND backend_type = 'client backend'",
+    )
+    .bind(app)
+    .fetch_one(conn)
+    .await?
+    .try_get(0)?;
+    Ok(usize::try_from(n)?)
+}

@@ -1,0 +1,168 @@
+//! The Redis floors, with the same client crate on one multiplexed connection with
+//! `TCP_NODELAY`, as `lock-redis` uses:
+//!
+//! - the raw floor, the least a correct lock can send, one round trip per operation: acquire
+//!   is `SET key owner NX PX ttl`, release a compare-and-delete script (`GET` = owner →
+//!   `DEL`) by EVALSHA;
+//! - `lock-redis`'s own acquire and release scripts, sent bare (their text is read from
+//!   `lock-redis/src/scripts.rs` at build time, so they cannot drift): what the scripts cost
+//!   on the server, apart from what the library does around them.
+
+use redis::aio::MultiplexedConnection;
+use redis::io::tcp::TcpSettings;
+use redis::{IntoConnectionInfo, Script, Value};
+
+use crate::Res;
+use crate::rounds::{BoxFuture, Side};
+
+/// Deletes the key only if it holds the caller's owner id.
+const COMPARE_AND_DELETE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
+/// A multiplexed connection to `url` with `TCP_NODELAY`, as `lock-redis` opens.
+pub async fn connect(url: &str) -> Res<MultiplexedConnection> {
+    let info = url
+        .into_connection_info()?
+        .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+    Ok(redis::Client::open(info)?
+        .get_multiplexed_async_connection()
+        .await?)
+}
+
+/// `SET NX PX` + compare-and-delete on one key.
+pub struct SetNxCycle {
+    conn: MultiplexedConnection,
+    key: String,
+    owner: String,
+    release: Script,
+}
+
+impl SetNxCycle {
+    /// Cycles on `key` over a connection of its own.
+    pub async fn connect(url: &str, key: &str) -> Res<Self> {
+        Ok(Self {
+            conn: connect(url).await?,
+            key: key.to_owned(),
+            owner: "0123456789abcdef0123456789abcdef".to_owned(),
+            release: Script::new(COMPARE_AND_DELETE),
+        })
+    }
+}
+
+impl Side for SetNxCycle {
+    fn label(&self) -> String {
+        "floor: SET NX PX + compare-and-delete".into()
+    }
+
+    fn cycle(&mut self) -> BoxFuture<'_, Res<()>> {
+        Box::pin(async move {
+            let set: Value = redis::cmd("SET")
+                .arg(&self.key)
+                .arg(&self.owner)
+                .arg("NX")
+                .arg("PX")
+                .arg(30_000)
+                .query_async(&mut self.conn)
+                .await?;
+            if set == Value::Nil {
+                return Err("floor: SET NX found the key taken".into());
+            }
+            let deleted: i64 = self
+                .release
+                .key(&self.key)
+                .arg(&self.owner)
+                .invoke_async(&mut self.conn)
+                .await?;
+            if deleted != 1 {
+                return Err("floor: compare-and-delete deleted nothing".into());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// How many clients the server has connected now (`CLIENT LIST`), this one included.
+pub async fn client_count(conn: &mut MultiplexedConnection) -> Res<usize> {
+    let list: String = redis::cmd("CLIENT").arg("LIST").query_async(conn).await?;
+    Ok(list.lines().filter(|l| !l.trim().is_empty()).count())
+}
+
+/// `lock-redis`'s script source, read at build time.
+const SCRIPTS_RS: &str = include_str!("../../lock-redis/src/scripts.rs");
+
+/// The text of `const NAME: &str = r#"…"#;` in `lock-redis/src/scripts.rs`.
+fn lua_const(name: &str) -> Res<&'static str> {
+    let start = format!("const {name}: &str = r#\"");
+    let from = SCRIPTS_RS
+        .find(&start)
+        .ok_or_else(|| format!("no {name} in lock-redis/src/scripts.rs"))?
+        + start.len();
+    let len = SCRIPTS_RS[from..]
+        .find("\"#;")
+        .ok_or_else(|| format!("{name} in lock-redis/src/scripts.rs does not end"))?;
+    Ok(&SCRIPTS_RS[from..from + len])
+}
+
+/// `lock-redis`'s try-acquire and release scripts, bare, on one name.
+pub struct BareScriptsCycle {
+    conn: MultiplexedConnection,
+    acquire: Script,
+    release: Script,
+    lease: String,
+    token: String,
+    channel: String,
+    owner: String,
+}
+
+impl BareScriptsCycle {
+    /// Cycles on one name over a connection of its own.
+    pub async fn connect(url: &str) -> Res<Self> {
+        let prelude = lua_const("PRELUDE")?;
+        Ok(Self {
+            conn: connect(url).await?,
+            acquire: Script::new(&format!("{prelude}{}", lua_const("ACQUIRE_LUA")?)),
+            release: Script::new(&format!("{prelude}{}", lua_const("RELEASE_LUA")?)),
+            lease: "bench-bare:{bare}:lease".into(),
+            token: "bench-bare:{bare}:token".into(),
+            channel: "bench-bare:{bare}:released".into(),
+            owner: "0123456789abcdef0123456789abcdef".into(),
+        })
+    }
+}
+
+impl Side for BareScriptsCycle {
+    fn label(&self) -> String {
+        "bare lock-redis scripts (EVALSHA)".into()
+    }
+
+    fn cycle(&mut self) -> BoxFuture<'_, Res<()>> {
+        Box::pin(async move {
+            let reply: Vec<Value> = self
+                .acquire
+                .key(&self.lease)
+                .key(&self.token)
+                .arg(&self.owner)
+                .arg(30_000)
+                .invoke_async(&mut self.conn)
+                .await?;
+            if reply.first() != Some(&Value::Int(1)) {
+                return Err(format!("bare acquire script answered {reply:?}").into());
+            }
+            let reply: Vec<Value> = self
+                .release
+                .key(&self.lease)
+                .arg(&self.owner)
+                .arg(&self.channel)
+                .invoke_async(&mut self.conn)
+                .await?;
+            if reply.first() != Some(&Value::Int(1)) {
+                return Err(format!("bare release script answered {reply:?}").into());
+            }
+            Ok(())
+        })
+    }
+}

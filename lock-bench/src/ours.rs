@@ -1,0 +1,101 @@
+//! Our side of each uncontended comparison, the same for every backend: the `Lock` trait's
+//! try acquire + release on a handle from `lock::connect`, and the `Guard` a user holds
+//! (acquire without waiting, renewer started, release).
+
+use std::sync::Arc;
+
+use lock::{
+    AcquireOptions, AcquireOutcome, Acquisition, Guard, Lock, LockName, OwnerId, ReleaseOutcome,
+    Ttl, Wait,
+};
+
+use crate::Res;
+use crate::rounds::{BoxFuture, Side};
+
+/// The ttl of uncontended leases: long enough that nothing expires or renews mid-cycle.
+const TTL_MS: u64 = 30_000;
+
+/// `try_acquire` + `release` on one handle, one name, one owner.
+pub struct TraitCycle {
+    lock: Arc<dyn Lock>,
+    name: LockName,
+    owner: OwnerId,
+    ttl: Ttl,
+}
+
+impl TraitCycle {
+    /// Cycles on `name` through `lock`.
+    pub fn new(lock: Arc<dyn Lock>, name: &str) -> Res<Self> {
+        Ok(Self {
+            lock,
+            name: LockName::new(name)?,
+            owner: OwnerId::random(),
+            ttl: Ttl::from_millis(TTL_MS)?,
+        })
+    }
+}
+
+impl Side for TraitCycle {
+    fn label(&self) -> String {
+        "ours: try_acquire + release".into()
+    }
+
+    fn cycle(&mut self) -> BoxFuture<'_, Res<()>> {
+        Box::pin(async move {
+            match self
+                .lock
+                .try_acquire(&self.name, &self.owner, self.ttl)
+                .await?
+            {
+                AcquireOutcome::Acquired(_) => {}
+                other => return Err(format!("uncontended try_acquire answered {other:?}").into()),
+            }
+            match self.lock.release(&self.name, &self.owner).await? {
+                ReleaseOutcome::Released => Ok(()),
+                other => Err(format!("uncontended release answered {other:?}").into()),
+            }
+        })
+    }
+}
+
+/// `Guard::acquire` (no wait) + `Guard::release`: the trait cycle plus starting and stopping
+/// the renewer task.
+pub struct GuardCycle {
+    lock: Arc<dyn Lock>,
+    name: LockName,
+    options: AcquireOptions,
+}
+
+impl GuardCycle {
+    /// Cycles on `name` through `lock`.
+    pub fn new(lock: Arc<dyn Lock>, name: &str) -> Res<Self> {
+        Ok(Self {
+            lock,
+            name: LockName::new(name)?,
+            options: AcquireOptions::new()
+                .ttl(Ttl::from_millis(TTL_MS)?)
+                .wait(Wait::No)
+                .owner(OwnerId::random()),
+        })
+    }
+}
+
+impl Side for GuardCycle {
+    fn label(&self) -> String {
+        "ours: Guard acquire + release".into()
+    }
+
+    fn cycle(&mut self) -> BoxFuture<'_, Res<()>> {
+        Box::pin(async move {
+            let acquisition =
+                Guard::acquire(self.lock.clone(), self.name.clone(), self.options.clone()).await?;
+            let Acquisition::Acquired(guard) = acquisition else {
+                return Err(format!("uncontended Guard::acquire answered {acquisition:?}").into());
+            };
+            match guard.release().await? {
+                ReleaseOutcome::Released => Ok(()),
+                other => Err(format!("uncontended release answered {other:?}").into()),
+            }
+        })
+    }
+}
