@@ -98,7 +98,10 @@ fn main() -> ExitCode {
                 .block_on(worker::run(plan));
             ExitCode::SUCCESS
         }
-        Some(Role::Burn) => worker::burn(),
+        Some(Role::Burn) => {
+            worker::burn();
+            ExitCode::SUCCESS
+        }
         None => runner(args),
     }
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lock::{AcquireOptions, Acquisition, Guard, LockName, LossReason, OwnerId, Ttl, Wait};
+use nix::unistd::getppid;
 use tokio::time::{Instant, sleep, timeout};
 
 use crate::clock::{Rng, instant_ns};
@@ -72,7 +73,11 @@ pub async fn run(plan: Plan) {
         }
     };
     let mut n = 0;
-    while !stop_file(&plan.dir).exists() {
+    let parent = getppid();
+    // The stop file ends a run; a runner that died without writing it (killed) ends it too.
+    // (Not PR_SET_PDEATHSIG: that fires when the spawning *thread* ends, and the runner
+    // spawns workers from tokio's threads.)
+    while !stop_file(&plan.dir).exists() && getppid() == parent {
         n += 1;
         let hold = HoldId { pid, n };
         let options = AcquireOptions::new()
@@ -180,10 +185,14 @@ fn reason_name(reason: &LossReason) -> &'static str {
     }
 }
 
-/// Keeps one core busy until killed: the CPU-stress scenario runs two of these.
-pub fn burn() -> ! {
+/// Keeps one core busy until killed, or until the runner is gone: the CPU-stress scenario
+/// runs two of these.
+pub fn burn() {
+    let parent = getppid();
     let mut x: u64 = 1;
-    loop {
-        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    while getppid() == parent {
+        for _ in 0..10_000_000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
     }
 }
