@@ -115,6 +115,11 @@ fn file_dir(url: &str) -> Result<PathBuf, Error> {
     if dir.parent().is_none() {
         return Err(bad("it names no directory below the root"));
     }
+    if std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str()).contains(&0) {
+        return Err(bad(
+            "its path holds a NUL byte (%00), which no file name can",
+        ));
+    }
     Ok(dir)
 }
 
@@ -188,6 +193,7 @@ mod tests {
             ("file://", Err("no directory below the root")),
             ("file:///", Err("no directory below the root")),
             ("file:///tmp/x?prefix=a", Err("no query")),
+            ("file:///tmp/a%00b", Err("NUL byte")),
             ("ftp://host/x", Err("unknown lock URL scheme \"ftp\"")),
             ("/var/lock", Err("not a lock URL")),
             ("", Err("not a lock URL")),

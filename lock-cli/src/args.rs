@@ -1,8 +1,10 @@
 //! The command line, as SPEC.md writes it.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
 use lock::{InvalidInput, LockName, OwnerId, Ttl};
 
@@ -65,7 +67,7 @@ impl Command {
 #[derive(Debug, Args)]
 pub struct NameArg {
     /// The lock's name: 1 to 255 bytes of UTF-8, no control characters.
-    #[arg(value_parser = parse_name)]
+    #[arg(value_parser = Checked::new("a lock name", parse_name))]
     pub name: LockName,
 }
 
@@ -74,16 +76,16 @@ pub struct RunArgs {
     #[command(flatten)]
     pub name: NameArg,
     /// Lease time without renewal; renewed every ttl/3 while CMD runs.
-    #[arg(long, default_value = "30s", value_parser = parse_ttl)]
+    #[arg(long, default_value = "30s", allow_hyphen_values = true, value_parser = Checked::new("a ttl", parse_ttl))]
     pub ttl: Ttl,
     /// Wait at most this long for the lock (default: as long as it takes).
-    #[arg(long, value_parser = parse_duration, conflicts_with = "no_wait")]
+    #[arg(long, allow_hyphen_values = true, value_parser = Checked::new("a duration", parse_duration), conflicts_with = "no_wait")]
     pub wait: Option<Duration>,
     /// Do not wait: exit at once if the lock is held.
     #[arg(long)]
     pub no_wait: bool,
     /// When the lock is lost: grace between TERM and KILL.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", allow_hyphen_values = true, value_parser = Checked::new("a duration", parse_duration))]
     pub kill_after: Duration,
     /// Exit code when the lock is not taken.
     #[arg(long, default_value_t = 75)]
@@ -98,13 +100,13 @@ pub struct AcquireArgs {
     #[command(flatten)]
     pub name: NameArg,
     /// Who takes it; give the same id to renew and release.
-    #[arg(long, value_parser = parse_owner)]
+    #[arg(long, value_parser = Checked::new("an owner id", parse_owner))]
     pub owner: OwnerId,
     /// Lease time without renewal.
-    #[arg(long, default_value = "30s", value_parser = parse_ttl)]
+    #[arg(long, default_value = "30s", allow_hyphen_values = true, value_parser = Checked::new("a ttl", parse_ttl))]
     pub ttl: Ttl,
     /// Wait at most this long for the lock (default: one try).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, allow_hyphen_values = true, value_parser = Checked::new("a duration", parse_duration))]
     pub wait: Option<Duration>,
 }
 
@@ -113,10 +115,10 @@ pub struct RenewArgs {
     #[command(flatten)]
     pub name: NameArg,
     /// Whose lease to extend.
-    #[arg(long, value_parser = parse_owner)]
+    #[arg(long, value_parser = Checked::new("an owner id", parse_owner))]
     pub owner: OwnerId,
     /// New lease time from now.
-    #[arg(long, default_value = "30s", value_parser = parse_ttl)]
+    #[arg(long, default_value = "30s", allow_hyphen_values = true, value_parser = Checked::new("a ttl", parse_ttl))]
     pub ttl: Ttl,
 }
 
@@ -126,28 +128,124 @@ pub struct ReleaseArgs {
     #[command(flatten)]
     pub name: NameArg,
     /// Release only if this owner holds it.
-    #[arg(long, value_parser = parse_owner)]
+    #[arg(long, value_parser = Checked::new("an owner id", parse_owner))]
     pub owner: Option<OwnerId>,
     /// Remove whoever's lease stands.
     #[arg(long)]
     pub force: bool,
 }
 
-fn parse_name(s: &str) -> Result<LockName, InvalidInput> {
-    LockName::new(s)
+/// A value parser that says what is wrong without echoing a huge or unprintable value back:
+/// it shows at most [`SHOWN_CHARS`] characters of it, escaped, and names a value that is not
+/// UTF-8 as such (clap would only say that some argument was not).
+#[derive(Clone, Copy)]
+struct Checked<T> {
+    /// What the value is, with its article: "a lock name".
+    what: &'static str,
+    parse: fn(&str) -> Result<T, String>,
 }
 
-fn parse_owner(s: &str) -> Result<OwnerId, InvalidInput> {
-    OwnerId::new(s)
+/// The most characters of a bad value an error message quotes.
+const SHOWN_CHARS: usize = 64;
+
+impl<T> Checked<T> {
+    const fn new(what: &'static str, parse: fn(&str) -> Result<T, String>) -> Self {
+        Self { what, parse }
+    }
 }
 
-/// Durations like `250ms`, `30s`, `5m`, `1h 30m`.
+impl<T: Clone + Send + Sync + 'static> TypedValueParser for Checked<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<T, clap::Error> {
+        let why = match value.to_str() {
+            Some(text) => match (self.parse)(text) {
+                Ok(parsed) => return Ok(parsed),
+                Err(why) => why,
+            },
+            None => format!("{} must be valid UTF-8", self.what),
+        };
+        let arg = arg.map_or_else(|| self.what.to_owned(), ToString::to_string);
+        let usage = cmd.clone().render_usage();
+        let message = format!(
+            "invalid value {} for '{arg}': {why}\n\n{usage}\n\nFor more information, try '--help'.\n",
+            shown(value)
+        );
+        Err(clap::Error::raw(ErrorKind::ValueValidation, message).with_cmd(cmd))
+    }
+}
+
+/// `value` quoted and escaped (control characters, and bytes that are not UTF-8, as
+/// escapes), cut to [`SHOWN_CHARS`] characters with its length in bytes when longer.
+fn shown(value: &OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let (text, cut) = match value.to_str() {
+        Some(text) => {
+            let head: String = text.chars().take(SHOWN_CHARS).collect();
+            let cut = head.len() < text.len();
+            (format!("{head:?}"), cut)
+        }
+        None => {
+            let bytes = value.as_bytes();
+            let head = &bytes[..bytes.len().min(SHOWN_CHARS)];
+            (
+                format!("\"{}\"", head.escape_ascii()),
+                head.len() < bytes.len(),
+            )
+        }
+    };
+    if cut {
+        format!("{text}… ({} bytes)", value.len())
+    } else {
+        text
+    }
+}
+
+fn parse_name(s: &str) -> Result<LockName, String> {
+    LockName::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_owner(s: &str) -> Result<OwnerId, String> {
+    OwnerId::new(s).map_err(|e| match e {
+        // Its message quotes the whole id, which the error shows (cut short) already.
+        InvalidInput::BadOwner { .. } => {
+            "an owner id is 1 to 128 characters of A-Z a-z 0-9 and -_.:@/+=".to_owned()
+        }
+        other => other.to_string(),
+    })
+}
+
+/// Durations like `250ms`, `30s`, `5m`, `1h 30m`. Clap lets values that start with `-`
+/// through to here, so that `--ttl -1s` is named for what it is, and `--wait --no-wait` too.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{s:?} is not a duration like 250ms, 30s or 5m: {e}"))
+    let s = s.trim();
+    if s.starts_with("--") {
+        return Err(format!("{s} is an option, not a duration such as 30s"));
+    }
+    if s.starts_with('-') {
+        return Err("a duration cannot be negative".to_owned());
+    }
+    humantime::parse_duration(s).map_err(|e| format!("not a duration like 250ms, 30s or 5m: {e}"))
 }
 
+/// Durations as [`parse_duration`] reads them, from 1 ms to 365 days.
 fn parse_ttl(s: &str) -> Result<Ttl, String> {
+    let s = s.trim();
+    if let Some(magnitude) = s.strip_prefix('-').filter(|m| !m.starts_with('-')) {
+        let millis = parse_duration(magnitude).map_or(0, |d| {
+            i64::try_from(d.as_millis()).map_or(i64::MIN, |ms| -ms)
+        });
+        return Err(if millis < 0 {
+            InvalidInput::NegativeTtl { millis }.to_string()
+        } else {
+            "a ttl cannot be negative: it must be from 1ms to 365 days".to_owned()
+        });
+    }
     Ttl::new(parse_duration(s)?).map_err(|e| e.to_string())
 }
 
@@ -166,7 +264,10 @@ mod tests {
             ("0s", Err("out of range")),
             ("500us", Err("out of range")),
             ("366days", Err("out of range")),
-            ("-1s", Err("not a duration")),
+            ("-1s", Err("ttl of -1000 ms is negative")),
+            ("-1", Err("cannot be negative")),
+            ("-500us", Err("cannot be negative")),
+            ("--owner", Err("is an option")),
             ("abc", Err("not a duration")),
             ("30", Err("not a duration")),
             ("", Err("not a duration")),

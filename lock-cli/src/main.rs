@@ -1,5 +1,13 @@
 //! `lock`: keep a command from running twice, on one machine or many. See `lock --help`.
 
+/// `eprintln!` that carries on when stderr is a closed pipe instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod args;
 mod report;
 mod run;
@@ -29,10 +37,12 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             if std::env::args_os().any(|a| a == "--json") {
-                let message = e
-                    .kind()
-                    .as_str()
-                    .map_or_else(|| e.to_string(), |k| format!("{k}: {}", first_line(&e)));
+                let line = first_line(&e);
+                let message = match e.kind().as_str() {
+                    // Some kinds (invalid UTF-8, say) have no more to say than their name.
+                    Some(kind) if kind != line => format!("{kind}: {line}"),
+                    _ => line,
+                };
                 Report::failure(None, message, EXIT_USAGE).print(true);
             } else {
                 let _ = e.print();
@@ -52,11 +62,15 @@ fn main() -> ExitCode {
     ExitCode::from(report.exit_code())
 }
 
+/// The error's first paragraph on one line: what is wrong, with the lines that continue it
+/// (the missing arguments, say), without the usage and tips that follow.
 fn first_line(e: &clap::Error) -> String {
     e.to_string()
         .lines()
-        .next()
-        .unwrap_or_default()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
         .trim_start_matches("error: ")
         .to_owned()
 }

@@ -139,16 +139,20 @@ impl Report {
 
     /// Prints the report: one JSON object on stdout, or a human line: on stderr for errors
     /// and for `run`, whose stdout belongs to the command.
+    ///
+    /// A closed stdout or stderr (`lock status x | head -c0`) is not an error of the lock
+    /// operation, which has happened: the exit code still says how it went, and nothing panics.
     pub fn print(&self, json: bool) {
-        if json {
-            println!("{}", self.to_json());
+        use std::io::Write;
+        let _ = if json {
+            writeln!(std::io::stdout(), "{}", self.to_json())
         } else if let Some(error) = &self.error {
-            eprintln!("lock: error: {error}");
+            writeln!(std::io::stderr(), "lock: error: {error}")
         } else if self.run_exit.is_some() {
-            eprintln!("lock: {}", self.human());
+            writeln!(std::io::stderr(), "lock: {}", self.human())
         } else {
-            println!("{}", self.human());
-        }
+            writeln!(std::io::stdout(), "{}", self.human())
+        };
     }
 
     fn to_json(&self) -> Value {

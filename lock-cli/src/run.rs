@@ -46,9 +46,10 @@ pub async fn run(lock: Arc<dyn Lock>, args: RunArgs) -> Report {
 }
 
 fn conflict(name: &LockName, outcome: Outcome, holder: &Holder, code: u8) -> Report {
-    eprintln!(
+    say!(
         "lock: {name} is held by {} (fencing token {}); command not started",
-        holder.owner, holder.token
+        holder.owner,
+        holder.token
     );
     Report::new(name, outcome).holder(holder).run_ended(code)
 }
@@ -67,7 +68,7 @@ fn say_waiting(name: &LockName, holder: &Holder, wait: Wait) {
         Wait::For(d) => format!("waiting up to {}", humantime::format_duration(d)),
         _ => "waiting".to_owned(),
     };
-    eprintln!(
+    say!(
         "lock: {name} is held by {} ({left}); {how_long}",
         holder.owner
     );
@@ -110,7 +111,7 @@ async fn supervise(guard: Guard, name: &LockName, args: &RunArgs) -> Report {
         tokio::select! {
             status = child.wait() => break status,
             reason = guard.lost(), if lost.is_none() => {
-                eprintln!("lock: lost {name}: {reason}; stopping the command (TERM, then KILL after {})",
+                say!("lock: lost {name}: {reason}; stopping the command (TERM, then KILL after {})",
                     humantime::format_duration(args.kill_after));
                 let _ = killpg(group, Signal::SIGTERM);
                 kill_at.as_mut().reset(tokio::time::Instant::now() + args.kill_after);
@@ -129,7 +130,7 @@ async fn supervise(guard: Guard, name: &LockName, args: &RunArgs) -> Report {
     let exit = match status {
         Ok(status) => exit_code(status),
         Err(e) => {
-            eprintln!("lock: cannot wait for the command: {e}");
+            say!("lock: cannot wait for the command: {e}");
             1
         }
     };
@@ -141,13 +142,13 @@ async fn supervise(guard: Guard, name: &LockName, args: &RunArgs) -> Report {
             .lease(&lease)
             .run_ended(EXIT_LOST),
         (None, Ok(_)) => {
-            eprintln!("lock: {name} was lost just as the command ended");
+            say!("lock: {name} was lost just as the command ended");
             Report::new(name, Outcome::Lost)
                 .lease(&lease)
                 .run_ended(EXIT_LOST)
         }
         (None, Err(e)) => {
-            eprintln!("lock: could not release {name} (it lapses after its ttl): {e}");
+            say!("lock: could not release {name} (it lapses after its ttl): {e}");
             report.run_ended(exit)
         }
     }

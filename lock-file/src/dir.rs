@@ -14,7 +14,12 @@ pub(crate) fn ensure(dir: &Path) -> Result<(), Error> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| {
-            Error::backend(format!("cannot create lock directory {}", dir.display()), e)
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                // Something else stands there: say what, rather than "File exists".
+                Error::backend(format!("{} is not a directory", dir.display()), e)
+            } else {
+                Error::backend(format!("cannot create lock directory {}", dir.display()), e)
+            }
         })?;
     let meta = std::fs::metadata(dir)
         .map_err(|e| Error::backend(format!("cannot read lock directory {}", dir.display()), e))?;

@@ -132,6 +132,11 @@ impl Config {
         let scrub = |text: String| redact(text, secret.as_deref());
         let mut connect = PgConnectOptions::from_str(handed_on.as_str())
             .map_err(|e| bad(scrub(format!("cannot use the Postgres URL: {e}"))))?;
+        if connect.get_port() == 0 {
+            return Err(bad(
+                "the Postgres URL names port 0, where no server can listen; write a port from 1 to 65535",
+            ));
+        }
         if connect.get_application_name().is_none() {
             connect = connect.application_name("lock-postgres");
         }
@@ -502,6 +507,8 @@ mod tests {
                 Err("listen=true cannot work"),
             ),
             ("postgres://u@h:99999/db", Err("not a valid Postgres URL")),
+            ("postgres://u@h:0/db", Err("port 0")),
+            ("postgres://u@h/db?port=0", Err("port 0")),
         ];
         for (url, want) in cases {
             match (Config::from_url(url), want) {
