@@ -3,7 +3,7 @@
 //! - the advisory-lock floor: `pg_try_advisory_lock` + `pg_advisory_unlock`, which write
 //!   nothing to disk;
 //! - the bare SQL of the lease mode: `lock-postgres`'s own acquire and release statements
-//!   (copied from `lock-postgres/src/sql.rs`), sent as they are, on a table the bench creates.
+//!   (from `lock_postgres::lease_statements`), sent as they are, on a table the bench creates.
 //!   The durability section runs it on a logged and an unlogged table, with
 //!   `synchronous_commit` on and off.
 
@@ -26,50 +26,6 @@ fn create_table(table: &str, logged: bool) -> String {
            token bigint NOT NULL CHECK (token > 0), \
            expires_at timestamptz \
          )"
-    )
-}
-
-/// `lock-postgres`'s lease try acquire: `$1` name, `$2` owner, `$3` ttl ms.
-fn acquire_sql(table: &str) -> String {
-    const FIRST_TOKEN: &str =
-        "greatest((extract(epoch FROM clock_timestamp()) * 1000000)::bigint, 1)";
-    format!(
-        "WITH now AS MATERIALIZED (SELECT clock_timestamp() AS at), \
-         prev AS (SELECT owner, token, expires_at FROM {table} WHERE name = $1), \
-         won AS ( \
-           INSERT INTO {table} AS l (name, owner, token, expires_at) \
-           SELECT $1, $2, {FIRST_TOKEN}, now.at + $3 * interval '1 millisecond' FROM now \
-           WHERE NOT EXISTS (SELECT 1 FROM prev WHERE prev.owner <> $2 AND prev.expires_at > now.at) \
-           ON CONFLICT (name) DO UPDATE SET \
-             owner = excluded.owner, \
-             token = CASE WHEN l.owner = excluded.owner AND l.expires_at > (SELECT at FROM now) \
-                          THEN l.token ELSE l.token + 1 END, \
-             expires_at = excluded.expires_at \
-           WHERE l.owner IS NULL OR l.expires_at IS NULL \
-              OR l.expires_at <= (SELECT at FROM now) OR l.owner = excluded.owner \
-           RETURNING l.token \
-         ) \
-         SELECT won.token AS won, prev.owner, prev.token, \
-           CASE WHEN prev.expires_at > now.at \
-                THEN (extract(epoch FROM prev.expires_at - now.at) * 1000000)::bigint END AS left_us \
-         FROM now LEFT JOIN won ON true LEFT JOIN prev ON true"
-    )
-}
-
-/// `lock-postgres`'s lease release: `$1` name, `$2` owner, `$3` channel.
-fn release_sql(table: &str) -> String {
-    format!(
-        "WITH now AS MATERIALIZED (SELECT clock_timestamp() AS at), \
-         prev AS (SELECT l.owner, l.expires_at > now.at AS live FROM {table} AS l, now WHERE l.name = $1), \
-         freed AS ( \
-           UPDATE {table} AS l SET owner = NULL, expires_at = NULL FROM now \
-           WHERE l.name = $1 AND l.owner = $2 AND l.expires_at > now.at \
-           RETURNING l.name \
-         ), \
-         notified AS (SELECT pg_notify($3, name) FROM freed) \
-         SELECT (SELECT count(*) FROM notified) AS released, prev.owner, \
-           coalesce(prev.live, false) AS live \
-         FROM now LEFT JOIN prev ON true"
     )
 }
 
@@ -163,11 +119,12 @@ impl LeaseSqlCycle {
         sqlx::raw_sql(AssertSqlSafe(format!("SET synchronous_commit = {setting}")))
             .execute(&mut conn)
             .await?;
+        let (acquire, release) = lock::lock_postgres::lease_statements(table);
         Ok(Self {
             conn,
             durability,
-            acquire: acquire_sql(table).into(),
-            release: release_sql(table).into(),
+            acquire: acquire.into(),
+            release: release.into(),
             name: "bench".into(),
             owner: "0123456789abcdef0123456789abcdef".into(),
         })

@@ -225,7 +225,7 @@ where
         Err(e) => return Err(io("open", e)),
     };
     match flock {
-        Flock::Wait => FileExt::lock(&file).map_err(|e| io("lock", e))?,
+        Flock::Wait => wait_for_flock(&file, path)?,
         Flock::Try => match FileExt::try_lock(&file) {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Ok(Step::Busy(decide)),
@@ -263,6 +263,44 @@ where
     }
     // Closing the file releases the flock.
     Ok(Step::Done(out))
+}
+
+/// How long an operation waits for another process to let go of a lock file's `flock`. An
+/// operation holds it for microseconds; one held this long belongs to a process that was
+/// stopped (`SIGSTOP`, a debugger, a frozen cgroup) in the middle of an operation, and waiting
+/// on would stop every other process's operations on that name, waiters' deadlines included.
+const FLOCK_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Takes `file`'s `flock`, polling (1 ms doubling to 16 ms) for at most [`FLOCK_PATIENCE`].
+fn wait_for_flock(file: &File, path: &Path) -> Result<(), Error> {
+    let deadline = std::time::Instant::now() + FLOCK_PATIENCE;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match FileExt::try_lock(file) {
+            Ok(()) => return Ok(()),
+            Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(16));
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::Unreachable {
+                    message: format!(
+                        "lock file {} has been held by another process's operation for over {:?}; \
+                         is that process stopped?",
+                        path.display(),
+                        FLOCK_PATIENCE
+                    ),
+                    source: None,
+                });
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(Error::backend(
+                    format!("cannot lock lock file {}", path.display()),
+                    e,
+                ));
+            }
+        }
+    }
 }
 
 fn open(path: &Path, access: Access) -> std::io::Result<File> {

@@ -217,3 +217,28 @@ async fn the_private_directory_refuses_one_others_can_read() {
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o700)).unwrap();
     FileLock::private(tmp.path()).unwrap();
 }
+
+#[tokio::test]
+async fn a_lock_file_held_by_a_stopped_operation_is_an_error_not_a_hang() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lock = FileLock::new(tmp.path()).unwrap();
+    let (n, owner) = (name("frozen"), OwnerId::random());
+    lock.try_acquire(&n, &owner, ttl()).await.unwrap();
+    // Another open file description holding the flock: a process stopped mid-operation.
+    let stuck = fs::File::open(lock.path_of(&n)).unwrap();
+    fs4::FileExt::lock(&stuck).unwrap();
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), lock.inspect(&n))
+        .await
+        .expect("an answer, not a hang");
+    assert!(
+        matches!(&answer, Err(Error::Unreachable { message, .. }) if message.contains("is that process stopped")),
+        "{answer:?} after {:?}",
+        started.elapsed()
+    );
+    drop(stuck);
+    assert!(matches!(
+        lock.release(&n, &owner).await.unwrap(),
+        ReleaseOutcome::Released
+    ));
+}

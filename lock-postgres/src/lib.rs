@@ -32,6 +32,16 @@ use listen::Notifier;
 use session::Session;
 use sql::Statements;
 
+/// The lease mode's try-acquire and release statements for `table` (a quoted `schema.table`),
+/// exactly as this crate sends them. Acquire binds `$1` name, `$2` owner, `$3` ttl in ms;
+/// release binds `$1` name, `$2` owner, `$3` the NOTIFY channel. For `lock-bench`, which times
+/// the bare SQL beside the library; not a stable interface.
+#[doc(hidden)]
+pub fn lease_statements(table: &str) -> (String, String) {
+    let s = Statements::new(table);
+    (s.acquire.text().to_owned(), s.release.text().to_owned())
+}
+
 /// How often a session-mode waiter looks again without a NOTIFY: a holder whose connection
 /// died (crash, network, `pg_terminate_backend`) sends none.
 const SESSION_RECHECK: Duration = Duration::from_millis(250);

@@ -22,6 +22,11 @@ impl Sql {
         Self(text.into())
     }
 
+    /// The statement's text.
+    pub(crate) fn text(&self) -> &str {
+        &self.0
+    }
+
     /// The statement, to bind its parameters to.
     pub(crate) fn query(&self) -> PgQuery {
         sqlx::query(AssertSqlSafe(self.0.clone()))
