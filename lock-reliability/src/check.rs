@@ -37,6 +37,10 @@ pub enum Fault {
         stop: u64,
         /// When it was continued.
         cont: u64,
+        /// It stopped the process inside an operation on a lock file, holding the file's
+        /// `flock`: a different fault, counted apart (nobody can take such a lock until the
+        /// process runs again).
+        mid_operation: bool,
     },
     /// A worker that did not stop by itself at the end of the run was killed (not a fault).
     Straggler {
@@ -152,6 +156,9 @@ pub struct Tally {
     pub panics: u64,
     /// Acquisitions that failed with an error (servers down; not a violation).
     pub errors: u64,
+    /// Pauses that stopped a holder inside an operation on its lock file (not counted as
+    /// faults: see [`Fault::Pause`]).
+    pub paused_mid_operation: u64,
     /// Slowest grant after a holder was killed, in ms.
     pub max_free_ms: u64,
 }
@@ -173,6 +180,7 @@ impl Tally {
         self.spurious_losses += o.spurious_losses;
         self.panics += o.panics;
         self.errors += o.errors;
+        self.paused_mid_operation += o.paused_mid_operation;
         self.max_free_ms = self.max_free_ms.max(o.max_free_ms);
     }
 
@@ -294,10 +302,20 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
                     None => {}
                 }
             }
-            Fault::Pause { pid, stop, cont } => {
+            Fault::Pause {
+                pid,
+                stop,
+                cont,
+                mid_operation,
+            } => {
                 let Some(i) = holding(&holds, pid, stop) else {
                     continue;
                 };
+                if mid_operation {
+                    touched[i] = true;
+                    t.paused_mid_operation += 1;
+                    continue;
+                }
                 touched[i] = true;
                 t.faults += 1;
                 let h = &holds[i];

@@ -97,6 +97,15 @@ impl Lane {
         }
     }
 
+    /// Whether the backend cannot answer for this lane's lock because a stopped process holds
+    /// its lock file in the middle of an operation (the file backend's `Unreachable`).
+    pub async fn frozen(&self, lock: &dyn Lock) -> bool {
+        matches!(
+            lock.inspect(&self.name).await,
+            Err(lock::Error::Unreachable { .. })
+        )
+    }
+
     /// Kills worker `pid` with `SIGKILL`, reaps it, and starts a replacement.
     pub fn kill(&mut self, pid: u32) -> u64 {
         let t = now_ns();

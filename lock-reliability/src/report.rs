@@ -114,8 +114,20 @@ impl Report {
                 .filter(|r| r.backend == b)
                 .map(|r| r.tally.faults)
                 .sum();
+            let mid: u64 = self
+                .rows
+                .iter()
+                .filter(|r| r.backend == b)
+                .map(|r| r.tally.paused_mid_operation)
+                .sum();
             if faults > 0 {
                 s.push_str(&format!("\n{b}: {faults} faults in all."));
+            }
+            if mid > 0 {
+                s.push_str(&format!(
+                    " {mid} more pauses stopped a holder inside an operation on its lock file \
+                     (not counted: the lock waits for that process to run again)."
+                ));
             }
         }
         s.push('\n');

@@ -199,11 +199,15 @@ async fn holder_faults(
             } else {
                 sleep(ttl * 3 / 2).await;
             }
+            // A stop that landed inside an operation on a lock file keeps the file's flock:
+            // nobody can take the lock until the process runs again (see lock-file's README).
+            let mid_operation = expires && lane.frozen(&*lock).await;
             signal(pid, Signal::SIGCONT);
             lane.faults.push(Fault::Pause {
                 pid,
                 stop,
                 cont: now_ns(),
+                mid_operation,
             });
             sleep(Duration::from_millis(20)).await;
         }

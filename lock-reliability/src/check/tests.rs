@@ -147,6 +147,7 @@ fn each_broken_promise_is_counted() {
                     pid: A,
                     stop: 20,
                     cont: 65,
+                    mid_operation: false,
                 }],
             ),
             LEASE,
@@ -165,6 +166,7 @@ fn each_broken_promise_is_counted() {
                     pid: A,
                     stop: 20,
                     cont: 65,
+                    mid_operation: false,
                 }],
             ),
             LEASE,
@@ -226,6 +228,7 @@ fn each_broken_promise_is_counted() {
                     pid: A,
                     stop: 20,
                     cont: 250,
+                    mid_operation: false,
                 }],
             ),
             SESSION,
@@ -282,6 +285,7 @@ fn faults_that_end_holds_are_not_overlaps() {
             pid: A,
             stop: 20,
             cont: 65,
+            mid_operation: false,
         }],
     );
     let t = check(&paused, LEASE);
