@@ -144,7 +144,9 @@ pub struct Tally {
     pub stale_writes_refused: u64,
     /// Releases by a paused holder that went through after another had taken the lock.
     pub stale_releases: u64,
-    /// Holds that were taken over (or ran past `valid_until`) without the guard saying lost.
+    /// Holds that were taken over without being told (neither by the guard nor by a release
+    /// answering not-owner), and holds whose guard had not said lost a second past
+    /// `valid_until`.
     pub not_told: u64,
     /// Faults after which the lock was not granted again in time.
     pub stuck: u64,
@@ -331,7 +333,13 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
                         if h.release_outcome.as_deref() == Some("released") {
                             t.stale_releases += 1;
                         }
-                        if h.lost_at.is_none() && h.died.is_none() {
+                        // Told: by its guard, or by its release answering that it no longer
+                        // held the lock (a pause after the worker last asked its guard).
+                        let release_told = matches!(
+                            h.release_outcome.as_deref(),
+                            Some("not_owner" | "not_locked")
+                        );
+                        if h.lost_at.is_none() && h.died.is_none() && !release_told {
                             t.not_told += 1;
                         }
                     }

@@ -159,7 +159,7 @@ fn each_broken_promise_is_counted() {
                 "10 acquired 1.1 1 50
                  60 acquired 2.1 2 160
                  80 release 1.1 50
-                 81 released 1.1 not_owner",
+                 81 released 1.1 error",
                 "",
                 0,
                 vec![Fault::Pause {
@@ -308,4 +308,25 @@ fn faults_that_end_holds_are_not_overlaps() {
     assert_eq!(t.violations(true), 0, "{t:?}");
     assert_eq!(t.faults, 1);
     let _ = B;
+}
+
+#[test]
+fn a_release_answering_not_owner_tells_a_paused_holder() {
+    // Stopped after it last asked its guard, the worker learns it from its release instead.
+    let rec = record(
+        "10 acquired 1.1 1 50
+         60 acquired 2.1 2 160
+         80 release 1.1 50
+         81 released 1.1 not_owner",
+        "",
+        0,
+        vec![Fault::Pause {
+            pid: A,
+            stop: 20,
+            cont: 65,
+            mid_operation: false,
+        }],
+    );
+    let t = check(&rec, LEASE);
+    assert_eq!((t.faults, t.not_told), (1, 0), "{t:?}");
 }
