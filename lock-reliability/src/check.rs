@@ -209,6 +209,9 @@ impl Tally {
 #[derive(Debug, Clone)]
 struct Hold {
     id: HoldId,
+    /// When the winning try was sent: the grant came after.
+    sent: u64,
+    /// When the worker wrote the grant down: the grant came before.
     ok: u64,
     token: u64,
     /// The latest `valid_until` the worker recorded.
@@ -235,42 +238,63 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
         .filter(|l| l.event == Event::AcquireFailed)
         .count() as u64;
 
-    // No two in: in order of grant, each grant after every earlier hold's end.
+    // A grant happened between the send of the try that won (`sent`) and the moment the
+    // worker wrote `acquired` down (`ok`); a worker stopped in between writes it down late.
+    // Every judgement below is one that holds wherever in that window the grant fell.
+
+    // No two in: a hold is [grant, end]; two overlap for certain when the later `ok` of the
+    // two comes before the earlier end. (A hold written down after its own end is empty.)
     let mut latest_end = 0;
-    let mut previous_token = None;
-    for h in &holds {
+    for h in holds.iter().filter(|h| h.ok < h.end) {
         if h.ok < latest_end {
             t.overlaps += 1;
         }
         latest_end = latest_end.max(h.end);
-        if previous_token.is_some_and(|p| h.token <= p) {
+    }
+    // Tokens rise in order of entry: a hold granted for certain before another (its `ok`
+    // before the other's `sent`) has the lower token.
+    let mut by_sent: Vec<&Hold> = holds.iter().collect();
+    by_sent.sort_by_key(|h| h.sent);
+    let (mut i, mut highest) = (0, None::<u64>);
+    for h in by_sent {
+        while i < holds.len() && holds[i].ok < h.sent {
+            highest = highest.max(Some(holds[i].token));
+            i += 1;
+        }
+        if highest.is_some_and(|top| top >= h.token) {
             t.token_regressions += 1;
         }
-        previous_token = Some(h.token);
     }
 
     // The resource: no stale write accepted, no lost increment.
-    let granted: HashMap<HoldId, u64> = holds.iter().map(|h| (h.id, h.ok)).collect();
-    let mut newest_seen = 0;
+    let by_id: HashMap<HoldId, &Hold> = holds.iter().map(|h| (h.id, h)).collect();
+    let window = |id: &HoldId| by_id.get(id).map_or((0, 0), |h| (h.sent, h.ok));
+    // Of the holds that used the resource so far: the latest `sent`, and the hold whose token
+    // the resource now keeps.
+    let mut latest_sent = 0;
+    let mut keeper: Option<HoldId> = None;
     let mut accepted_writes: u64 = 0;
     for a in &rec.accesses {
-        let ok = granted.get(&a.hold).copied().unwrap_or(0);
+        let (sent, ok) = window(&a.hold);
         match (a.op, a.accepted) {
             (Op::Write, true) => {
                 accepted_writes += 1;
-                if newest_seen > ok {
+                // A holder granted for certain after this one had already used it.
+                if latest_sent > ok {
                     t.stale_writes_accepted += 1;
                 }
             }
             (Op::Write, false) => t.stale_writes_refused += 1,
             (Op::Read, _) => {}
         }
-        if !a.accepted && ok >= newest_seen {
-            // Nobody granted later had used the resource: only a token that went down can
-            // have been refused here.
+        if !a.accepted && keeper.is_some_and(|k| window(&k).1 < sent) {
+            // Refused for a token of a hold granted for certain before this one.
             t.token_regressions += 1;
         }
-        newest_seen = newest_seen.max(ok);
+        if a.accepted {
+            keeper = Some(a.hold);
+        }
+        latest_sent = latest_sent.max(sent);
     }
     t.lost_updates = accepted_writes.abs_diff(rec.final_value);
 
@@ -398,6 +422,7 @@ fn holds(rec: &LaneRecord, rules: Rules) -> Vec<Hold> {
                 l.hold,
                 Hold {
                     id: l.hold,
+                    sent: valid_until.saturating_sub(rules.ttl.as_nanos() as u64),
                     ok: l.t,
                     token,
                     valid_until,

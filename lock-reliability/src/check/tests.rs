@@ -330,3 +330,22 @@ fn a_release_answering_not_owner_tells_a_paused_holder() {
     let t = check(&rec, LEASE);
     assert_eq!((t.faults, t.not_told), (1, 0), "{t:?}");
 }
+
+#[test]
+fn a_grant_written_down_late_is_judged_where_it_may_have_happened() {
+    // A's try was sent at 10 and granted; A was stopped before writing it down, its lease
+    // lapsed at 110, B was granted (sent 115, written at 120), and A wrote `acquired` at 130.
+    let rec = record(
+        "130 acquired 1.1 1 110
+         120 acquired 2.1 2 215
+         140 release 1.1 110
+         141 released 1.1 not_owner",
+        "121 read 2.1 2 1 0 2
+         131 read 1.1 1 0 0 2
+         150 write 2.1 2 1 1 2",
+        1,
+        vec![],
+    );
+    let t = check(&rec, LEASE);
+    assert_eq!(t.violations(true), 0, "{t:?}");
+}
