@@ -108,18 +108,13 @@ impl Report {
             ));
         }
         for b in Backend::ALL {
-            let faults: u64 = self
+            let (faults, mid) = self
                 .rows
                 .iter()
                 .filter(|r| r.backend == b)
-                .map(|r| r.tally.faults)
-                .sum();
-            let mid: u64 = self
-                .rows
-                .iter()
-                .filter(|r| r.backend == b)
-                .map(|r| r.tally.paused_mid_operation)
-                .sum();
+                .fold((0, 0), |(f, m), r| {
+                    (f + r.tally.faults, m + r.tally.paused_mid_operation)
+                });
             if faults > 0 {
                 s.push_str(&format!("\n{b}: {faults} faults in all."));
             }

@@ -40,6 +40,16 @@ fn record(lines: &str, accesses: &str, final_value: u64, faults: Vec<Fault>) -> 
     }
 }
 
+/// A (pid 1) stopped at `stop` and continued at `cont`.
+fn paused(stop: u64, cont: u64) -> Vec<Fault> {
+    vec![Fault::Pause {
+        pid: A,
+        stop,
+        cont,
+        mid_operation: false,
+    }]
+}
+
 /// A holds 10–20 with token 1, B holds 30–40 with token 2; both increment the counter.
 const SOUND: &str = "
     10 acquired 1.1 1 110
@@ -143,12 +153,7 @@ fn each_broken_promise_is_counted() {
                  81 released 1.1 released",
                 "",
                 0,
-                vec![Fault::Pause {
-                    pid: A,
-                    stop: 20,
-                    cont: 65,
-                    mid_operation: false,
-                }],
+                paused(20, 65),
             ),
             LEASE,
             |t| t.stale_releases,
@@ -162,12 +167,7 @@ fn each_broken_promise_is_counted() {
                  81 released 1.1 error",
                 "",
                 0,
-                vec![Fault::Pause {
-                    pid: A,
-                    stop: 20,
-                    cont: 65,
-                    mid_operation: false,
-                }],
+                paused(20, 65),
             ),
             LEASE,
             |t| t.not_told,
@@ -224,12 +224,7 @@ fn each_broken_promise_is_counted() {
                  300 lost 1.1 unreachable",
                 "",
                 0,
-                vec![Fault::Pause {
-                    pid: A,
-                    stop: 20,
-                    cont: 250,
-                    mid_operation: false,
-                }],
+                paused(20, 250),
             ),
             SESSION,
             |t| t.overlaps,
@@ -281,12 +276,7 @@ fn faults_that_end_holds_are_not_overlaps() {
          61 read 2.1 2 1 0 0
          71 write 1.1 1 0 0 0",
         0,
-        vec![Fault::Pause {
-            pid: A,
-            stop: 20,
-            cont: 65,
-            mid_operation: false,
-        }],
+        paused(20, 65),
     );
     let t = check(&paused, LEASE);
     assert_eq!(t.violations(true), 0, "{t:?}");
@@ -320,12 +310,7 @@ fn a_release_answering_not_owner_tells_a_paused_holder() {
          81 released 1.1 not_owner",
         "",
         0,
-        vec![Fault::Pause {
-            pid: A,
-            stop: 20,
-            cont: 65,
-            mid_operation: false,
-        }],
+        paused(20, 65),
     );
     let t = check(&rec, LEASE);
     assert_eq!((t.faults, t.not_told), (1, 0), "{t:?}");
