@@ -1,6 +1,7 @@
 //! A lane: one lock name, its worker processes, its resource and its directory. Lanes run side
 //! by side, so faults land on several locks at once.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -37,6 +38,8 @@ pub struct Lane {
     dir: PathBuf,
     spawn: Spawn,
     workers: Vec<Child>,
+    /// Every pid a worker of this lane has had.
+    pids: HashSet<u32>,
     started: usize,
     /// The faults injected into this lane's workers.
     pub faults: Vec<Fault>,
@@ -52,6 +55,7 @@ impl Lane {
             dir,
             spawn,
             workers: Vec::new(),
+            pids: HashSet::new(),
             started: 0,
             faults: Vec::new(),
         };
@@ -61,13 +65,27 @@ impl Lane {
         lane
     }
 
-    /// Starts one more worker.
+    /// Starts one more worker, with a pid no earlier worker of this lane had: histories,
+    /// holds and faults are named by pid, and pids come round again (`pid_max` may be 32768,
+    /// and every Postgres connection forks a server process), which would merge two workers.
     pub fn add_worker(&mut self) {
+        loop {
+            let mut child = self.spawn_worker();
+            if self.pids.insert(child.id()) {
+                self.workers.push(child);
+                return;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn spawn_worker(&mut self) -> Child {
         self.started += 1;
         let stderr = File::create(self.dir.join(format!("stderr-{}", self.started)))
             .expect("a worker's stderr file");
         let s = &self.spawn;
-        let child = Command::new(&s.exe)
+        Command::new(&s.exe)
             .arg("worker")
             .args(["--url", &s.url, "--name", self.name.as_str()])
             .arg("--dir")
@@ -78,8 +96,7 @@ impl Lane {
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
-            .expect("start a worker");
-        self.workers.push(child);
+            .expect("start a worker")
     }
 
     /// The pid of the worker of this lane that holds its lock, as the backend says.

@@ -62,7 +62,11 @@ pub fn history_file(dir: &Path, pid: u32) -> PathBuf {
 /// Runs the worker until the stop file appears.
 pub async fn run(plan: Plan) {
     let pid = std::process::id();
-    let mut history = Writer::open(&history_file(&plan.dir, pid)).expect("open the history");
+    let path = history_file(&plan.dir, pid);
+    if path.exists() {
+        return; // an earlier worker of the lane had this pid: the runner starts another
+    }
+    let mut history = Writer::open(&path).expect("open the history");
     let resource = Resource::new(&plan.dir);
     let mut rng = Rng::from_entropy();
     let lock = loop {
