@@ -163,6 +163,9 @@ pub struct Tally {
     pub paused_mid_operation: u64,
     /// Slowest grant after a holder was killed, in ms.
     pub max_free_ms: u64,
+    /// What each early grant looked like: the runner prints these.
+    #[serde(skip)]
+    pub early_details: Vec<String>,
 }
 
 impl Tally {
@@ -184,6 +187,7 @@ impl Tally {
         self.errors += o.errors;
         self.paused_mid_operation += o.paused_mid_operation;
         self.max_free_ms = self.max_free_ms.max(o.max_free_ms);
+        self.early_details.extend(o.early_details.iter().cloned());
     }
 
     /// The sum of every violation column (spurious losses count only where `strict`).
@@ -319,8 +323,11 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
                 match next_grant_after(at) {
                     Some(next) if next - at <= rules.free_again_within() => {
                         t.max_free_ms = t.max_free_ms.max((next - at) / 1_000_000);
-                        if rules.expires && hit.is_some_and(|i| next < holds[i].valid_until) {
+                        if let Some(i) =
+                            hit.filter(|&i| rules.expires && next < holds[i].valid_until)
+                        {
                             t.early += 1;
+                            t.early_details.push(early(&holds, &holds[i], next, at));
                         }
                     }
                     Some(_) => t.stuck += 1,
@@ -353,6 +360,7 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
                     Some(next) => {
                         if next < h.valid_until {
                             t.early += 1;
+                            t.early_details.push(early(&holds, h, next, stop));
                         }
                         if h.release_outcome.as_deref() == Some("released") {
                             t.stale_releases += 1;
@@ -402,6 +410,29 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
         }
     }
     t
+}
+
+/// An early grant, for a person: the old hold, the fault, and the grant that came too soon.
+fn early(holds: &[Hold], old: &Hold, next_ok: u64, fault: u64) -> String {
+    let next = holds
+        .iter()
+        .find(|h| h.ok == next_ok)
+        .expect("the next grant");
+    format!(
+        "hold {} (token {}, sent {}, ok {}, valid until {}); fault at {}; hold {} (token {}, \
+         sent {}, ok {}) came {} ns before that valid_until",
+        old.id,
+        old.token,
+        old.sent,
+        old.ok,
+        old.valid_until,
+        fault,
+        next.id,
+        next.token,
+        next.sent,
+        next.ok,
+        old.valid_until - next.ok
+    )
 }
 
 /// The hold that worker `pid` was in at `at`.

@@ -137,6 +137,9 @@ fn runner(args: Args) -> ExitCode {
                 row.seconds,
                 serde_json::to_string(&row.tally).expect("a tally as JSON")
             );
+            for d in &row.tally.early_details {
+                eprintln!("  early grant: {d}");
+            }
             rows.push(row);
         }
     }
