@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::clock::Step;
 use crate::history::{Event, HoldId, Line};
 use crate::resource::{Access, Op};
 
@@ -121,6 +122,9 @@ pub struct LaneRecord {
     pub panics: usize,
     /// When the run stopped injecting faults.
     pub end: u64,
+    /// Steps of the wall clock against the monotonic one during the run (see
+    /// [`ClockWatch`](crate::clock::ClockWatch)): printed beside each early grant.
+    pub clock_steps: Vec<Step>,
 }
 
 /// The counts of one lane, or the sum of several.
@@ -163,6 +167,9 @@ pub struct Tally {
     pub paused_mid_operation: u64,
     /// Slowest grant after a holder was killed, in ms.
     pub max_free_ms: u64,
+    /// Steps of the wall clock against the monotonic one (not a violation: a condition the
+    /// judgements assume away, reported so that an early grant can be read beside it).
+    pub clock_steps: u64,
     /// What each early grant looked like: the runner prints these.
     #[serde(skip)]
     pub early_details: Vec<String>,
@@ -187,6 +194,7 @@ impl Tally {
         self.errors += o.errors;
         self.paused_mid_operation += o.paused_mid_operation;
         self.max_free_ms = self.max_free_ms.max(o.max_free_ms);
+        self.clock_steps += o.clock_steps;
         self.early_details.extend(o.early_details.iter().cloned());
     }
 
@@ -327,7 +335,13 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
                             hit.filter(|&i| rules.expires && next < holds[i].valid_until)
                         {
                             t.early += 1;
-                            t.early_details.push(early(&holds, &holds[i], next, at));
+                            t.early_details.push(early(
+                                &holds,
+                                &holds[i],
+                                next,
+                                at,
+                                &rec.clock_steps,
+                            ));
                         }
                     }
                     Some(_) => t.stuck += 1,
@@ -360,7 +374,8 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
                     Some(next) => {
                         if next < h.valid_until {
                             t.early += 1;
-                            t.early_details.push(early(&holds, h, next, stop));
+                            t.early_details
+                                .push(early(&holds, h, next, stop, &rec.clock_steps));
                         }
                         if h.release_outcome.as_deref() == Some("released") {
                             t.stale_releases += 1;
@@ -412,15 +427,26 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
     t
 }
 
-/// An early grant, for a person: the old hold, the fault, and the grant that came too soon.
-fn early(holds: &[Hold], old: &Hold, next_ok: u64, fault: u64) -> String {
+/// An early grant, for a person: the old hold, the fault, the grant that came too soon, and
+/// any step of the wall clock in between.
+fn early(holds: &[Hold], old: &Hold, next_ok: u64, fault: u64, steps: &[Step]) -> String {
     let next = holds
         .iter()
         .find(|h| h.ok == next_ok)
         .expect("the next grant");
+    let between: Vec<String> = steps
+        .iter()
+        .filter(|s| (old.sent..=next.ok).contains(&s.at))
+        .map(|s| format!("{:+} ns at {}", s.ns, s.at))
+        .collect();
+    let clock = if between.is_empty() {
+        "no wall-clock step between them".to_owned()
+    } else {
+        format!("wall clock stepped {}", between.join(", "))
+    };
     format!(
         "hold {} (token {}, sent {}, ok {}, valid until {}); fault at {}; hold {} (token {}, \
-         sent {}, ok {}) came {} ns before that valid_until",
+         sent {}, ok {}) came {} ns before that valid_until; {clock}",
         old.id,
         old.token,
         old.sent,

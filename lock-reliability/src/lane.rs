@@ -12,6 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::check::{Fault, LaneRecord};
+use crate::clock::Step;
 use crate::clock::now_ns;
 use crate::history;
 use crate::resource::Resource;
@@ -160,8 +161,8 @@ impl Lane {
         self.workers.clear();
     }
 
-    /// What the lane left behind, with the run's server faults added.
-    pub fn record(&self, server_faults: &[Fault], end: u64) -> LaneRecord {
+    /// What the lane left behind, with the run's server faults and wall-clock steps added.
+    pub fn record(&self, server_faults: &[Fault], end: u64, clock_steps: &[Step]) -> LaneRecord {
         let mut lines = Vec::new();
         let mut panics = 0;
         for entry in std::fs::read_dir(&self.dir).expect("the lane's directory") {
@@ -184,6 +185,7 @@ impl Lane {
             faults,
             panics,
             end,
+            clock_steps: clock_steps.to_vec(),
         }
     }
 }

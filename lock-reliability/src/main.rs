@@ -29,6 +29,7 @@ use clap::{Parser, Subcommand};
 use lock::{LockName, Ttl};
 
 use crate::backend::{Backend, Env};
+use crate::clock::ClockWatch;
 use crate::profile::Profile;
 use crate::report::{Report, Row};
 use crate::scenario::Scenario;
@@ -49,6 +50,10 @@ struct Args {
     /// Print the report as JSON instead of a Markdown table.
     #[arg(long)]
     json: bool,
+    /// Keep every scenario's histories, resource log and worker output under this directory
+    /// (default: a temporary directory, removed at the end).
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
     #[command(subcommand)]
     role: Option<Role>,
 }
@@ -118,14 +123,29 @@ fn runner(args: Args) -> ExitCode {
         args.scenario
     };
     let sizes = args.profile.sizes();
-    let root = tempfile::tempdir().expect("a temporary directory");
+    let temporary = tempfile::tempdir().expect("a temporary directory");
+    let root = match &args.keep {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).expect("the --keep directory");
+            dir.clone()
+        }
+        None => temporary.path().to_owned(),
+    };
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let clock = ClockWatch::start();
     let mut rows = Vec::new();
     for backend in backends {
         let mut env = Env::start(backend);
         for &scenario in scenarios.iter().filter(|s| s.applies_to(backend)) {
             let started = Instant::now();
-            let tally = runtime.block_on(scenario::run(&mut env, scenario, &sizes, root.path()));
+            let tally = runtime.block_on(scenario::run(
+                &mut env,
+                scenario,
+                &sizes,
+                &root,
+                args.keep.is_some(),
+                &clock,
+            ));
             let row = Row {
                 backend,
                 scenario,

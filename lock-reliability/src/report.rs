@@ -71,8 +71,9 @@ impl Report {
         let mut s = String::from(
             "| backend | scenario | holds | faults | overlapping holds | lost updates | token regressions \
              | stale writes accepted | stale writes refused | stale releases | losses not told \
-             | stuck | early grants | spurious losses | panics | errors | slowest free after kill |\n\
-             |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+             | stuck | early grants | spurious losses | panics | errors | slowest free after kill \
+             | wall-clock steps |\n\
+             |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
         );
         for r in &self.rows {
             let t = &r.tally;
@@ -87,7 +88,7 @@ impl Report {
                 "–".into()
             };
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 r.backend,
                 r.scenario,
                 t.holds,
@@ -105,6 +106,7 @@ impl Report {
                 t.panics,
                 t.errors,
                 free,
+                t.clock_steps,
             ));
         }
         for b in Backend::ALL {

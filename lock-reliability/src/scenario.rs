@@ -14,7 +14,7 @@ use tokio::time::{Instant, sleep};
 
 use crate::backend::{Backend, Env};
 use crate::check::{self, Fault, Rules, Tally};
-use crate::clock::{Rng, now_ns};
+use crate::clock::{ClockWatch, Rng, now_ns};
 use crate::lane::{Lane, Spawn, signal};
 use crate::profile::{STRESS_HOLD_MAX, STRESS_TTL, Sizes};
 
@@ -74,8 +74,17 @@ impl fmt::Display for Scenario {
     }
 }
 
-/// Runs `scenario` on `env` at `sizes`, in a fresh directory under `root`.
-pub async fn run(env: &mut Env, scenario: Scenario, sizes: &Sizes, root: &Path) -> Tally {
+/// Runs `scenario` on `env` at `sizes`, in a fresh directory under `root`, removed at the end
+/// unless `keep`.
+pub async fn run(
+    env: &mut Env,
+    scenario: Scenario,
+    sizes: &Sizes,
+    root: &Path,
+    keep: bool,
+    clock: &ClockWatch,
+) -> Tally {
+    let start = now_ns();
     let (ttl, hold_max) = match scenario {
         Scenario::CpuStress => (STRESS_TTL, STRESS_HOLD_MAX),
         _ => (sizes.ttl, sizes.hold_max),
@@ -86,7 +95,10 @@ pub async fn run(env: &mut Env, scenario: Scenario, sizes: &Sizes, root: &Path) 
         ttl,
         hold_max,
     };
-    let dir = tempfile::tempdir_in(root).expect("a run directory");
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{:?}-{scenario:?}-", env.backend))
+        .tempdir_in(root)
+        .expect("a run directory");
     let mut lanes: Vec<Lane> = (0..sizes.lanes)
         .map(|i| Lane::start(dir.path(), i, sizes.workers, spawn.clone()))
         .collect();
@@ -147,11 +159,23 @@ pub async fn run(env: &mut Env, scenario: Scenario, sizes: &Sizes, root: &Path) 
         expires: env.backend.expires(),
         ttl,
     };
+    let steps = clock.steps_between(start, now_ns());
     let mut tally = Tally::default();
     for lane in &lanes {
-        tally.add(&check::check(&lane.record(&server_faults, end), rules));
+        tally.add(&check::check(
+            &lane.record(&server_faults, end, &steps),
+            rules,
+        ));
     }
+    tally.clock_steps = steps.len() as u64;
     tally.faults += server_faults.len() as u64;
+    if keep {
+        eprintln!(
+            "{} / {scenario}: kept in {}",
+            env.backend,
+            dir.keep().display()
+        );
+    }
     tally
 }
 

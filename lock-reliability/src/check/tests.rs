@@ -37,6 +37,7 @@ fn record(lines: &str, accesses: &str, final_value: u64, faults: Vec<Fault>) -> 
         faults,
         panics: 0,
         end: 10_000_000_000,
+        clock_steps: vec![],
     }
 }
 
@@ -333,4 +334,34 @@ fn a_grant_written_down_late_is_judged_where_it_may_have_happened() {
     );
     let t = check(&rec, LEASE);
     assert_eq!(t.violations(true), 0, "{t:?}");
+}
+
+#[test]
+fn an_early_grant_names_the_wall_clock_steps_between() {
+    let early = |steps: Vec<Step>| {
+        let mut rec = record(
+            "10 acquired 1.1 1 300
+             200 acquired 2.1 2 400",
+            "",
+            0,
+            vec![Fault::Kill {
+                pid: A,
+                t: 20,
+                confirmed: false,
+            }],
+        );
+        rec.clock_steps = steps;
+        let t = check(&rec, ttl(290));
+        assert_eq!(t.early, 1);
+        t.early_details[0].clone()
+    };
+    assert!(early(vec![]).ends_with("no wall-clock step between them"));
+    let outside = Step { at: 500, ns: 9 };
+    assert!(early(vec![outside]).ends_with("no wall-clock step between them"));
+    let inside = Step { at: 50, ns: 250 };
+    assert!(
+        early(vec![outside, inside]).ends_with("wall clock stepped +250 ns at 50"),
+        "{}",
+        early(vec![inside])
+    );
 }
