@@ -355,14 +355,19 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
                 cont,
                 mid_operation,
             } => {
-                let Some(i) = holding(&holds, pid, stop) else {
-                    continue;
-                };
+                let hit = holding(&holds, pid, stop);
                 if mid_operation {
-                    touched[i] = true;
+                    // Counted whether or not it hit a hold: a stop inside the release that
+                    // ends one (after `release` was written down) freezes the lock all the same.
+                    if let Some(i) = hit {
+                        touched[i] = true;
+                    }
                     t.paused_mid_operation += 1;
                     continue;
                 }
+                let Some(i) = hit else {
+                    continue;
+                };
                 touched[i] = true;
                 t.faults += 1;
                 let h = &holds[i];

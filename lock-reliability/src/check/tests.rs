@@ -365,3 +365,21 @@ fn an_early_grant_names_the_wall_clock_steps_between() {
         early(vec![inside])
     );
 }
+
+#[test]
+fn a_pause_inside_an_operation_is_counted_apart_even_inside_the_release() {
+    let frozen = |stop| {
+        let faults = vec![Fault::Pause {
+            pid: A,
+            stop,
+            cont: 25,
+            mid_operation: true,
+        }];
+        check(&record(SOUND, SOUND_ACCESSES, 2, faults), LEASE)
+    };
+    for stop in [15, 20] {
+        let t = frozen(stop);
+        assert_eq!((t.paused_mid_operation, t.faults), (1, 0), "stop at {stop}");
+        assert_eq!(t.violations(true), 0, "{t:?}");
+    }
+}
