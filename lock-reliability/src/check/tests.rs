@@ -51,6 +51,21 @@ fn paused(stop: u64, cont: u64) -> Vec<Fault> {
     }]
 }
 
+/// A, holding until 300, killed at 20; B granted at 200 (early at a ttl of 290).
+fn granted_early() -> LaneRecord {
+    record(
+        "10 acquired 1.1 1 300
+         200 acquired 2.1 2 400",
+        "",
+        0,
+        vec![Fault::Kill {
+            pid: A,
+            t: 20,
+            confirmed: false,
+        }],
+    )
+}
+
 /// A holds 10–20 with token 1, B holds 30–40 with token 2; both increment the counter.
 const SOUND: &str = "
     10 acquired 1.1 1 110
@@ -203,17 +218,7 @@ fn each_broken_promise_is_counted() {
         ),
         (
             "granted again before the dead holder's lease can have expired",
-            record(
-                "10 acquired 1.1 1 300
-                 200 acquired 2.1 2 400",
-                "",
-                0,
-                vec![Fault::Kill {
-                    pid: A,
-                    t: 20,
-                    confirmed: false,
-                }],
-            ),
+            granted_early(),
             ttl(290),
             |t| t.early,
         ),
@@ -339,17 +344,7 @@ fn a_grant_written_down_late_is_judged_where_it_may_have_happened() {
 #[test]
 fn an_early_grant_names_the_wall_clock_steps_between() {
     let early = |steps: Vec<Step>| {
-        let mut rec = record(
-            "10 acquired 1.1 1 300
-             200 acquired 2.1 2 400",
-            "",
-            0,
-            vec![Fault::Kill {
-                pid: A,
-                t: 20,
-                confirmed: false,
-            }],
-        );
+        let mut rec = granted_early();
         rec.clock_steps = steps;
         let t = check(&rec, ttl(290));
         assert_eq!(t.early, 1);
