@@ -57,19 +57,23 @@ pub enum Fault {
         /// When it answered again.
         up: u64,
     },
-    /// Every client connection was ended with `pg_terminate_backend` at `t`.
+    /// Every client connection was ended with `pg_terminate_backend`, somewhere between `t`
+    /// (the runner set out: `psql` starts, connects, lists the connections) and `done`.
     Terminate {
-        /// When.
+        /// When the runner set out.
         t: u64,
+        /// When `psql` returned: every connection it listed was gone.
+        done: u64,
     },
 }
 
 impl Fault {
-    /// Whether it ends the connections of session locks at some instant, and which.
-    fn ends_sessions_at(&self) -> Option<u64> {
+    /// Whether it ends the connections of session locks, and the window it may do so in:
+    /// a session hold granted before the window's end may have ended at its start.
+    fn ends_sessions(&self) -> Option<(u64, u64)> {
         match *self {
-            Fault::ServerRestart { down, .. } => Some(down),
-            Fault::Terminate { t } => Some(t),
+            Fault::ServerRestart { down, .. } => Some((down, down)),
+            Fault::Terminate { t, done } => Some((t, done)),
             _ => None,
         }
     }
@@ -78,7 +82,7 @@ impl Fault {
     fn recovered_by(&self) -> Option<u64> {
         match *self {
             Fault::ServerRestart { up, .. } => Some(up),
-            Fault::Terminate { t } => Some(t),
+            Fault::Terminate { done, .. } => Some(done),
             _ => None,
         }
     }
@@ -411,9 +415,9 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
                     None if rec.end.saturating_sub(from) <= limit => {}
                     _ => t.stuck += 1,
                 }
-                let at = f.ends_sessions_at().expect("a server fault");
+                let (from, to) = f.ends_sessions().expect("a server fault");
                 for (i, h) in holds.iter().enumerate() {
-                    if h.ok < at && h.end >= at {
+                    if h.ok < to && h.end >= from {
                         touched[i] = true;
                     }
                 }
@@ -534,11 +538,13 @@ fn holds(rec: &LaneRecord, rules: Rules) -> Vec<Hold> {
         if rules.expires {
             end = end.min(h.valid_until);
         } else {
+            // Ended at the window's start, at the earliest: a hold granted inside the window
+            // (its connection may be among those ended) is then empty, never an overlap.
             for f in &rec.faults {
-                if let Some(at) = f.ends_sessions_at()
-                    && at >= h.ok
+                if let Some((from, to)) = f.ends_sessions()
+                    && to >= h.ok
                 {
-                    end = end.min(at);
+                    end = end.min(from);
                 }
             }
         }

@@ -161,6 +161,18 @@ impl Lane {
         self.workers.clear();
     }
 
+    /// Writes the lane's faults and the run's server faults to `faults` in its directory, one
+    /// per line (for `--keep`: the histories alone do not say when the runner struck).
+    pub fn write_faults(&self, server_faults: &[Fault]) {
+        let text: String = self
+            .faults
+            .iter()
+            .chain(server_faults)
+            .map(|f| format!("{f:?}\n"))
+            .collect();
+        std::fs::write(self.dir.join("faults"), text).expect("the lane's fault list");
+    }
+
     /// What the lane left behind, with the run's server faults and wall-clock steps added.
     pub fn record(&self, server_faults: &[Fault], end: u64, clock_steps: &[Step]) -> LaneRecord {
         let mut lines = Vec::new();

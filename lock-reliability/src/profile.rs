@@ -65,7 +65,7 @@ impl Profile {
                 workers: 3,
                 ttl: Duration::from_millis(250),
                 hold_max: Duration::from_millis(30),
-                kills: 400,
+                kills: 600,
                 pauses: 400,
                 restarts: 30,
                 terminations: 150,

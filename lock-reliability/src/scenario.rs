@@ -138,7 +138,7 @@ pub async fn run(
                 sleep(Duration::from_millis(150 + rng.below(250))).await;
                 let t = now_ns();
                 tokio::task::block_in_place(|| env.terminate_connections());
-                server_faults.push(Fault::Terminate { t });
+                server_faults.push(Fault::Terminate { t, done: now_ns() });
             }
             sleep(Duration::from_millis(500)).await;
         }
@@ -170,6 +170,9 @@ pub async fn run(
     tally.clock_steps = steps.len() as u64;
     tally.faults += server_faults.len() as u64;
     if keep {
+        for lane in &lanes {
+            lane.write_faults(&server_faults);
+        }
         eprintln!(
             "{} / {scenario}: kept in {}",
             env.backend,

@@ -265,10 +265,32 @@ fn faults_that_end_holds_are_not_overlaps() {
          41 released 1.1 not_owner",
         "",
         0,
-        vec![Fault::Terminate { t: 20 }],
+        vec![Fault::Terminate { t: 20, done: 20 }],
     );
     let t = check(&terminated, SESSION);
     assert_eq!((t.overlaps, t.spurious_losses), (0, 0), "{t:?}");
+
+    // A termination takes a while (psql starts, connects, lists the connections): a hold
+    // granted after the runner set out may be among those it ends.
+    let granted_meanwhile = record(
+        "25 acquired 1.1 1 125
+         30 acquired 2.1 2 130
+         35 lost 1.1 refused",
+        "",
+        0,
+        vec![Fault::Terminate { t: 20, done: 28 }],
+    );
+    let t = check(&granted_meanwhile, SESSION);
+    assert_eq!((t.overlaps, t.spurious_losses), (0, 0), "{t:?}");
+    // One granted after it returned is not.
+    let granted_after = record(
+        "29 acquired 1.1 1 129
+         30 acquired 2.1 2 130",
+        "",
+        0,
+        vec![Fault::Terminate { t: 20, done: 28 }],
+    );
+    assert_eq!(check(&granted_after, SESSION).overlaps, 1);
 
     // A lease ends at valid_until: B may take it once a paused A's lease has lapsed, and A's
     // late write is refused.
