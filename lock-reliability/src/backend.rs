@@ -143,18 +143,30 @@ impl Env {
         }
     }
 
-    /// Ends every client session but psql's own with `pg_terminate_backend`; returns how many.
-    pub fn terminate_connections(&self) -> usize {
+    /// Ends every client session but psql's own with `pg_terminate_backend`, and returns once
+    /// each of those backends has exited (locks released), or after 10 s.
+    ///
+    /// One signal each, then one wait for them all: `pg_terminate_backend(pid, timeout)`
+    /// would wait for each in turn, seconds per round with a few dozen connections.
+    pub fn terminate_connections(&self) {
         match &self.server {
-            Server::Postgres(p) => p
-                .psql(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                     WHERE datname = current_database() AND pid <> pg_backend_pid() \
-                     AND backend_type = 'client backend'",
-                )
-                .trim()
-                .parse()
-                .expect("a count"),
+            Server::Postgres(p) => {
+                p.psql(
+                    "DO $$ DECLARE victims int[]; since timestamptz := clock_timestamp(); BEGIN \
+                       SELECT array_agg(pid) INTO victims FROM pg_stat_activity \
+                        WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                          AND backend_type = 'client backend'; \
+                       PERFORM pg_terminate_backend(v) FROM unnest(victims) AS v; \
+                       LOOP \
+                         PERFORM pg_stat_clear_snapshot(); \
+                         EXIT WHEN NOT EXISTS \
+                           (SELECT 1 FROM pg_stat_activity WHERE pid = ANY (victims)) \
+                           OR clock_timestamp() > since + interval '10 s'; \
+                         PERFORM pg_sleep(0.001); \
+                       END LOOP; \
+                     END $$",
+                );
+            }
             _ => panic!("only Postgres has backends to terminate"),
         }
     }

@@ -58,7 +58,8 @@ pub enum Fault {
         up: u64,
     },
     /// Every client connection was ended with `pg_terminate_backend`, somewhere between `t`
-    /// (the runner set out: `psql` starts, connects, lists the connections) and `done`.
+    /// (the runner set out: `psql` starts, connects, lists the connections) and `done` (each
+    /// of those backends had exited).
     Terminate {
         /// When the runner set out.
         t: u64,
@@ -417,7 +418,7 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
                 }
                 let (from, to) = f.ends_sessions().expect("a server fault");
                 for (i, h) in holds.iter().enumerate() {
-                    if h.ok < to && h.end >= from {
+                    if h.sent < to && h.end >= from {
                         touched[i] = true;
                     }
                 }
@@ -538,11 +539,13 @@ fn holds(rec: &LaneRecord, rules: Rules) -> Vec<Hold> {
         if rules.expires {
             end = end.min(h.valid_until);
         } else {
-            // Ended at the window's start, at the earliest: a hold granted inside the window
-            // (its connection may be among those ended) is then empty, never an overlap.
+            // Ended at the window's start, at the earliest: a hold whose winning try was sent
+            // before the window's end may have been granted on a connection the fault ended
+            // (the reply can be on its way as the backend exits), so it is then empty, never
+            // an overlap.
             for f in &rec.faults {
                 if let Some((from, to)) = f.ends_sessions()
-                    && to >= h.ok
+                    && to >= h.sent
                 {
                     end = end.min(from);
                 }

@@ -282,7 +282,16 @@ fn faults_that_end_holds_are_not_overlaps() {
     );
     let t = check(&granted_meanwhile, SESSION);
     assert_eq!((t.overlaps, t.spurious_losses), (0, 0), "{t:?}");
-    // One granted after it returned is not.
+    // So may one whose try was sent before it returned, granted by a backend on its way out.
+    let sent_meanwhile = record(
+        "30 acquired 1.1 1 127
+         31 acquired 2.1 2 131",
+        "",
+        0,
+        vec![Fault::Terminate { t: 20, done: 28 }],
+    );
+    assert_eq!(check(&sent_meanwhile, SESSION).overlaps, 0);
+    // One sent after it returned is not.
     let granted_after = record(
         "29 acquired 1.1 1 129
          30 acquired 2.1 2 130",
