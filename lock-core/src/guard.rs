@@ -272,14 +272,23 @@ async fn renew_loop(
         let expired = || LossReason::Unreachable {
             last_error: last_error.clone(),
         };
+        // The deadline first, in both waits: a process woken after being stopped (SIGSTOP,
+        // a VM pause) finds every timer due at once, and must not renew a lease it has
+        // stopped vouching for.
         tokio::select! {
-            () = sleep_until(next) => {}
+            biased;
             () = sleep_until(valid_until) => { loss.send_replace(Some(expired())); return; }
+            () = sleep_until(next) => {}
         }
         let attempt = Instant::now();
+        if attempt >= valid_until {
+            loss.send_replace(Some(expired()));
+            return;
+        }
         let result = tokio::select! {
-            result = lock.renew(&lease.name, &lease.owner, ttl) => result,
+            biased;
             () = sleep_until(valid_until) => { loss.send_replace(Some(expired())); return; }
+            result = lock.renew(&lease.name, &lease.owner, ttl) => result,
         };
         match result {
             Ok(RenewOutcome::Renewed(_)) => {
@@ -403,6 +412,24 @@ mod tests {
         assert_eq!(g.valid_until(), start + Duration::from_millis(1500));
         g.lost().await;
         assert_eq!(Instant::now(), g.valid_until(), "lost fires at valid_until");
+    }
+
+    /// A process stopped (`SIGSTOP`, a VM pause) past `valid_until` wakes with every timer of
+    /// its renewer due at once: the guard says lost, and does not renew a lease it stopped
+    /// vouching for (a renewal that answers in the same instant must not win the race).
+    #[tokio::test(start_paused = true)]
+    async fn a_process_stopped_past_valid_until_is_told_on_waking() {
+        for _ in 0..50 {
+            let lock = Arc::new(Flaky::default());
+            let g = guard(lock, 300).await;
+            tokio::task::yield_now().await; // the renewer waits for its timers
+            let was = g.valid_until();
+            tokio::time::advance(Duration::from_millis(450)).await; // stopped, then woken
+            tokio::time::timeout(Duration::from_millis(1), g.lost())
+                .await
+                .expect("told at once");
+            assert_eq!(g.valid_until(), was, "no renewal after valid_until");
+        }
     }
 
     #[tokio::test(start_paused = true)]
