@@ -94,7 +94,9 @@ impl std::fmt::Display for LossReason {
 ///
 /// - renewal every ttl/3 by default ([`AcquireOptions::renew_every`]);
 /// - [`Guard::lost`] completes the moment a renewal is refused or the lease must have expired
-///   without a successful renewal, with a [`LossReason`];
+///   without a successful renewal, with a [`LossReason`]; a process stopped past
+///   [`Guard::valid_until`] (`SIGSTOP`, a paused VM) is told so on waking, and its guard does
+///   not renew afterwards, even where the backend would still have accepted the renewal;
 /// - [`Guard::release`] gives the lease up and says how that went; dropping the guard stops
 ///   the renewals and releases in the background, best effort (the lease lapses after its ttl
 ///   if that release cannot be sent).

@@ -12,8 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::check::{Fault, LaneRecord};
-use crate::clock::Step;
-use crate::clock::now_ns;
+use crate::clock::{Step, now_ns};
 use crate::history;
 use crate::resource::Resource;
 use crate::worker::{pid_of, stop_file};

@@ -123,13 +123,16 @@ fn runner(args: Args) -> ExitCode {
         args.scenario
     };
     let sizes = args.profile.sizes();
-    let temporary = tempfile::tempdir().expect("a temporary directory");
+    let temporary;
     let root = match &args.keep {
         Some(dir) => {
             std::fs::create_dir_all(dir).expect("the --keep directory");
             dir.clone()
         }
-        None => temporary.path().to_owned(),
+        None => {
+            temporary = tempfile::tempdir().expect("a temporary directory");
+            temporary.path().to_owned()
+        }
     };
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let clock = ClockWatch::start();
