@@ -34,8 +34,12 @@ pub enum Fault {
     Pause {
         /// The worker.
         pid: u32,
-        /// When it was stopped.
+        /// When `SIGSTOP` was sent.
         stop: u64,
+        /// When every thread of the process was seen stopped: until then it may still act (a
+        /// busy machine delivers a signal late), so it holds a lock at the stop only if it
+        /// still held it then.
+        stopped: u64,
         /// When it was continued.
         cont: u64,
         /// It stopped the process inside an operation on a lock file, holding the file's
@@ -357,10 +361,11 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
             Fault::Pause {
                 pid,
                 stop,
+                stopped,
                 cont,
                 mid_operation,
             } => {
-                let hit = holding(&holds, pid, stop);
+                let hit = holding(&holds, pid, stopped.max(stop));
                 if mid_operation {
                     // Counted whether or not it hit a hold: a stop inside the release that
                     // ends one (after `release` was written down) freezes the lock all the same.

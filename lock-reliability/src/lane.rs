@@ -211,6 +211,35 @@ impl Drop for Lane {
     }
 }
 
+/// When every thread of process `pid` is seen stopped (state `T` in `/proc/<pid>/task/*/stat`)
+/// after a `SIGSTOP`, looking every 100 µs for at most a second; the time of the last look
+/// if not (a process gone, or a look that failed).
+pub async fn stopped(pid: u32) -> u64 {
+    let all_stopped = || -> Option<bool> {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        let mut any = false;
+        for task in tasks {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+            // The state follows the command name, which is in parentheses.
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            if state != 'T' && state != 't' {
+                return Some(false);
+            }
+            any = true;
+        }
+        Some(any)
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        match all_stopped() {
+            Some(false) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_micros(100)).await;
+            }
+            _ => return crate::clock::now_ns(),
+        }
+    }
+}
+
 /// Sends `sig` to process `pid`; a process already gone is fine.
 pub fn signal(pid: u32, sig: Signal) {
     let _ = kill(Pid::from_raw(pid as i32), sig);

@@ -15,7 +15,7 @@ use tokio::time::{Instant, sleep};
 use crate::backend::{Backend, Env};
 use crate::check::{self, Fault, Rules, Tally};
 use crate::clock::{ClockWatch, Rng, now_ns};
-use crate::lane::{Lane, Spawn, signal};
+use crate::lane::{self, Lane, Spawn, signal};
 use crate::profile::{STRESS_HOLD_MAX, STRESS_TTL, Sizes};
 
 /// A kind of fault.
@@ -219,6 +219,7 @@ async fn holder_faults(
         } else {
             let stop = now_ns();
             signal(pid, Signal::SIGSTOP);
+            let stopped = lane::stopped(pid).await;
             if expires {
                 wait_for_holder_until(&lane, &*lock, Some(pid), taken_within).await;
                 // Let the new holder reach the resource first, most of the time.
@@ -233,6 +234,7 @@ async fn holder_faults(
             lane.faults.push(Fault::Pause {
                 pid,
                 stop,
+                stopped,
                 cont: now_ns(),
                 mid_operation,
             });
