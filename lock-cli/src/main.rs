@@ -11,6 +11,7 @@ macro_rules! say {
 mod args;
 mod report;
 mod run;
+mod signals;
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -4,45 +4,87 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lock::{AcquireOptions, Acquisition, Guard, Holder, Lock, LockName, ReleaseOutcome, Wait};
+use lock::{
+    AcquireOptions, Acquisition, Guard, Holder, Lock, LockName, OwnerId, ReleaseOutcome, Wait,
+};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::Command;
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::args::RunArgs;
 use crate::report::{EXIT_LOST, Outcome, Report};
+use crate::signals::{self, Signals};
 
 pub async fn run(lock: Arc<dyn Lock>, args: RunArgs) -> Report {
+    // Before the first try: from the moment the lock can be held, a signal must find us ready.
+    let mut signals = Signals::install();
     let name = args.name.name.clone();
     let wait = match (args.no_wait, args.wait) {
         (true, _) => Wait::No,
         (false, Some(d)) => Wait::For(d),
         (false, None) => Wait::Forever,
     };
-    let options = AcquireOptions::new().ttl(args.ttl);
+    let owner = OwnerId::random();
+    let options = AcquireOptions::new().ttl(args.ttl).owner(owner.clone());
     // One try first, so that a waiter can say whom it waits for.
-    let guard =
-        match Guard::acquire(lock.clone(), name.clone(), options.clone().wait(Wait::No)).await {
-            Ok(Acquisition::Acquired(guard)) => guard,
-            Ok(Acquisition::Held(holder) | Acquisition::TimedOut(holder)) if wait == Wait::No => {
-                return conflict(&name, Outcome::Held, &holder, args.conflict_exit_code);
-            }
-            Ok(Acquisition::Held(holder) | Acquisition::TimedOut(holder)) => {
-                say_waiting(&name, &holder, wait);
-                match Guard::acquire(lock, name.clone(), options.wait(wait)).await {
-                    Ok(Acquisition::Acquired(guard)) => guard,
-                    Ok(Acquisition::Held(h) | Acquisition::TimedOut(h)) => {
-                        return conflict(&name, Outcome::Timeout, &h, args.conflict_exit_code);
-                    }
-                    Ok(_) => unreachable!("no other acquisition outcome"),
-                    Err(e) => return Report::error(Some(&name), &e),
+    let guard = match Guard::acquire(lock.clone(), name.clone(), options.clone().wait(Wait::No))
+        .await
+    {
+        Ok(Acquisition::Acquired(guard)) => guard,
+        Ok(Acquisition::Held(holder) | Acquisition::TimedOut(holder)) if wait == Wait::No => {
+            return conflict(&name, Outcome::Held, &holder, args.conflict_exit_code);
+        }
+        Ok(Acquisition::Held(holder) | Acquisition::TimedOut(holder)) => {
+            say_waiting(&name, &holder, wait);
+            let acquisition = tokio::select! {
+                acquisition = Guard::acquire(lock.clone(), name.clone(), options.wait(wait)) => {
+                    acquisition
                 }
+                signal = signals.recv() => {
+                    return interrupted_wait(&*lock, &name, &owner, &holder, signal).await;
+                }
+            };
+            match acquisition {
+                Ok(Acquisition::Acquired(guard)) => guard,
+                Ok(Acquisition::Held(h) | Acquisition::TimedOut(h)) => {
+                    return conflict(&name, Outcome::Timeout, &h, args.conflict_exit_code);
+                }
+                Ok(_) => unreachable!("no other acquisition outcome"),
+                Err(e) => return Report::error(Some(&name), &e),
             }
-            Ok(_) => unreachable!("no other acquisition outcome"),
-            Err(e) => return Report::error(Some(&name), &e),
-        };
-    supervise(guard, &name, &args).await
+        }
+        Ok(_) => unreachable!("no other acquisition outcome"),
+        Err(e) => return Report::error(Some(&name), &e),
+    };
+    if let Some(signal) = signals.received() {
+        say!("lock: {signal} received as {name} was taken; command not started");
+        let lease = guard.lease().clone();
+        let _ = guard.release().await;
+        return Report::new(&name, Outcome::Released)
+            .lease(&lease)
+            .run_ended(signals::exit_code(signal));
+    }
+    supervise(guard, &name, &args, signals).await
+}
+
+/// A signal came while waiting: stop waiting, leave nothing behind, do not start the command.
+///
+/// The wait was dropped mid-way, so a try may have been granted without its answer read, and
+/// a place in line may be kept: both are given up here, best effort (else they lapse, after
+/// the ttl and the line's patience).
+async fn interrupted_wait(
+    lock: &dyn Lock,
+    name: &LockName,
+    owner: &OwnerId,
+    holder: &Holder,
+    signal: Signal,
+) -> Report {
+    say!("lock: {signal} received while waiting for {name}; command not started");
+    let _ = lock.release(name, owner).await;
+    let _ = lock.leave_line(name, owner).await;
+    Report::new(name, Outcome::Held)
+        .holder(holder)
+        .run_ended(signals::exit_code(signal))
 }
 
 fn conflict(name: &LockName, outcome: Outcome, holder: &Holder, code: u8) -> Report {
@@ -75,7 +117,7 @@ fn say_waiting(name: &LockName, holder: &Holder, wait: Wait) {
 }
 
 /// Runs the command under the guard and says how it ended.
-async fn supervise(guard: Guard, name: &LockName, args: &RunArgs) -> Report {
+async fn supervise(guard: Guard, name: &LockName, args: &RunArgs, mut signals: Signals) -> Report {
     let lease = guard.lease().clone();
     let mut command = Command::new(&args.command[0]);
     command
@@ -98,12 +140,6 @@ async fn supervise(guard: Guard, name: &LockName, args: &RunArgs) -> Report {
         }
     };
     let group = Pid::from_raw(child.id().expect("a running child has a pid") as i32);
-    let (mut int, mut term, mut hup, mut quit) = (
-        signal(SignalKind::interrupt()).expect("SIGINT handler"),
-        signal(SignalKind::terminate()).expect("SIGTERM handler"),
-        signal(SignalKind::hangup()).expect("SIGHUP handler"),
-        signal(SignalKind::quit()).expect("SIGQUIT handler"),
-    );
     let mut lost = None;
     let kill_at = tokio::time::sleep(Duration::MAX / 4);
     tokio::pin!(kill_at);
@@ -121,10 +157,7 @@ async fn supervise(guard: Guard, name: &LockName, args: &RunArgs) -> Report {
                 let _ = killpg(group, Signal::SIGKILL);
                 kill_at.as_mut().reset(tokio::time::Instant::now() + Duration::MAX / 4);
             }
-            Some(()) = int.recv() => { let _ = killpg(group, Signal::SIGINT); }
-            Some(()) = term.recv() => { let _ = killpg(group, Signal::SIGTERM); }
-            Some(()) = hup.recv() => { let _ = killpg(group, Signal::SIGHUP); }
-            Some(()) = quit.recv() => { let _ = killpg(group, Signal::SIGQUIT); }
+            signal = signals.recv() => { let _ = killpg(group, signal); }
         }
     };
     let exit = match status {

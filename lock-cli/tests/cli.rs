@@ -286,15 +286,97 @@ fn run_forwards_sigterm_releases_and_exits_as_the_command_did() {
         .spawn()
         .unwrap();
     wait_until_locked(d);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(run.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    sigterm(&run);
     let out = run.wait_with_output().unwrap();
     let (v, code) = parse(&out);
     assert_eq!((outcome(&v), code), ("released", 128 + 15), "{v}");
     assert_eq!(outcome(&json(d, &["status", "job"]).0), "open");
+}
+
+#[test]
+fn a_signal_while_waiting_stops_the_wait_and_takes_nothing() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    json(d, &["acquire", "job", "--owner", "other", "--ttl", "1m"]);
+    let marker = d.join("ran");
+    let touch = format!("touch {}", marker.display());
+    let mut run = lock(d, &["--json", "run", "job", "--", "sh", "-c", &touch])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(run.stderr.take().unwrap());
+    let mut said = String::new();
+    stderr.read_line(&mut said).unwrap();
+    assert!(said.contains("waiting"), "{said:?}");
+    sigterm(&run);
+    let out = run.wait_with_output().unwrap();
+    let (v, code) = parse(&out);
+    assert_eq!(
+        (outcome(&v), code, v["owner"].as_str()),
+        ("held", 128 + 15, Some("other"))
+    );
+    assert!(!marker.exists(), "the command never started");
+    // The holder's lease is untouched, and the waiter left no lease and no place behind.
+    let (v, _) = json(d, &["status", "job"]);
+    assert_eq!(
+        (outcome(&v), v["owner"].as_str()),
+        ("locked", Some("other"))
+    );
+    json(d, &["release", "job", "--owner", "other"]);
+    let (v, _) = json(d, &["acquire", "job", "--owner", "next", "--wait", "1s"]);
+    assert_eq!(outcome(&v), "acquired", "{v}");
+}
+
+/// SIGTERM at every moment of a short run, from start-up to exit: whenever it lands, the lock
+/// is open afterwards (a signal that found the lock held on the default action would leave
+/// it locked for the ttl), and `run` either printed its outcome or died before it took
+/// anything.
+#[test]
+fn a_signal_at_any_moment_of_a_run_never_leaves_the_lock_held() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let started = Instant::now();
+    let out = lock(d, &["--json", "run", "job", "--", "true"])
+        .output()
+        .unwrap();
+    let whole_run = started.elapsed();
+    assert_eq!(parse(&out).1, 0);
+    let steps = 40;
+    let mut printed = 0;
+    for step in 0..steps {
+        let run = lock(d, &["--json", "run", "job", "--", "sleep", "0.05"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(whole_run * step / steps);
+        sigterm(&run);
+        let out = run.wait_with_output().unwrap();
+        if !out.stdout.is_empty() {
+            let (v, code) = parse(&out);
+            assert!(
+                matches!((outcome(&v), code), ("released", 0 | 143)),
+                "step {step}: {v}"
+            );
+            printed += 1;
+        }
+        let (v, _) = json(d, &["status", "job"]);
+        assert_eq!(outcome(&v), "open", "step {step}: {v}");
+    }
+    assert!(
+        printed > 0,
+        "some signals landed after the handlers were in place"
+    );
+}
+
+fn sigterm(child: &std::process::Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
 }
 
 fn wait_until_locked(dir: &Path) {
