@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lock_core::{
-    AcquireOptions, AcquireOutcome, Acquisition, Guard, Holder, Lease, Lock, LockName, LockState,
-    LossReason, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
+    AcquireOptions, AcquireOutcome, Acquisition, Guard, Holder, InLineOutcome, Lease, Lock,
+    LockName, LockState, LossReason, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
 };
 
 use crate::suite::{Suite, sleep_ms, ttl};
@@ -23,16 +23,18 @@ const RENEWABLE: u64 = 1_000;
 /// How long a case waits for something that should come promptly before it calls it missing.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-fn acquired(outcome: AcquireOutcome) -> Lease {
-    match outcome {
-        AcquireOutcome::Acquired(lease) => lease,
+/// The lease of an acquired answer, from a plain try or one in line.
+fn acquired(outcome: impl Into<InLineOutcome>) -> Lease {
+    match outcome.into() {
+        InLineOutcome::Acquired(lease) => lease,
         other => panic!("expected acquired, got {other:?}"),
     }
 }
 
-fn held(outcome: AcquireOutcome) -> Holder {
-    match outcome {
-        AcquireOutcome::Held(holder) => holder,
+/// The holder of a held answer, from a plain try or one in line.
+fn held(outcome: impl Into<InLineOutcome>) -> Holder {
+    match outcome.into() {
+        InLineOutcome::Held(holder) => holder,
         other => panic!("expected held, got {other:?}"),
     }
 }
@@ -45,6 +47,17 @@ async fn held_guard(lock: Arc<dyn Lock>, name: &LockName, ttl_ms: u64) -> Guard 
         .expect("acquire")
         .acquired()
         .expect("acquired")
+}
+
+/// Behind, the first place ahead kept for at most `kept_ms`.
+fn behind(outcome: InLineOutcome, kept_ms: u64) {
+    match outcome {
+        InLineOutcome::Behind { first_kept_for } => assert!(
+            first_kept_for <= Duration::from_millis(kept_ms),
+            "the first place is kept for {first_kept_for:?}, over the {kept_ms} ms it asked for"
+        ),
+        other => panic!("expected behind, got {other:?}"),
+    }
 }
 
 fn locked(state: LockState) -> Holder {
@@ -469,6 +482,37 @@ pub async fn waiter_wakes_on_release(s: &Suite) {
     assert!(matches!(&got, Acquisition::Acquired(l) if l.owner == b.owner));
 }
 
+/// watch: a release wakes every plain watcher, and the turn of the first in line.
+pub async fn release_wakes_watchers_and_the_first_in_line(s: &Suite) {
+    if !s.requires("wake_on_release", s.capabilities().wake_on_release) {
+        return;
+    }
+    let [a, b, c, w] = s.clients().await;
+    let name = s.name("n");
+    let keep = Duration::from_millis(LONG);
+    acquired(a.acquire(&name, ttl(LONG)).await);
+    // b stands first, c behind it (a plain try each where the backend keeps no line).
+    held(b.in_line(&name, ttl(LONG), keep).await);
+    held(c.in_line(&name, ttl(LONG), keep).await);
+    let turn = b
+        .lock
+        .watch_turn(&name, &b.owner)
+        .await
+        .expect("watch_turn");
+    let plain = w.lock.watch(&name).await.expect("watch");
+    let (turn, plain) = (
+        turn.expect("a turn to watch"),
+        plain.expect("a name to watch"),
+    );
+    assert_eq!(a.release(&name).await, ReleaseOutcome::Released);
+    tokio::time::timeout(PATIENCE, turn)
+        .await
+        .expect("the first in line is woken by the release");
+    tokio::time::timeout(PATIENCE, plain)
+        .await
+        .expect("a plain watcher is woken by the release, whoever stands in line");
+}
+
 /// acquire with wait: a waiter is handed the lock when the holder's lease expires.
 pub async fn waiter_wakes_on_expiry(s: &Suite) {
     if !s.requires("expiry", s.capabilities().expiry) {
@@ -496,6 +540,153 @@ pub async fn wait_runs_out_with_the_holder(s: &Suite) {
         matches!(&got, Acquisition::TimedOut(h) if h.owner == a.owner),
         "{got:?}"
     );
+}
+
+/// line: waiters in line are served first come, first served; the one served retries idempotently.
+pub async fn line_serves_waiters_in_order(s: &Suite) {
+    if !s.requires("fair_line", s.capabilities().fair_line) {
+        return;
+    }
+    let [a, b, c, d] = s.clients().await;
+    let name = s.name("n");
+    let keep = Duration::from_millis(LONG);
+    acquired(a.acquire(&name, ttl(LONG)).await);
+    for w in [&b, &c, &d] {
+        assert_eq!(held(w.in_line(&name, ttl(LONG), keep).await).owner, a.owner);
+    }
+    assert_eq!(a.release(&name).await, ReleaseOutcome::Released);
+    behind(d.in_line(&name, ttl(LONG), keep).await, LONG);
+    behind(c.in_line(&name, ttl(LONG), keep).await, LONG);
+    assert_eq!(
+        d.inspect(&name).await,
+        LockState::Open,
+        "nothing but places changed"
+    );
+    let lease = acquired(b.in_line(&name, ttl(LONG), keep).await);
+    assert_eq!(lease.owner, b.owner);
+    let again = acquired(b.in_line(&name, ttl(LONG), keep).await);
+    assert_eq!(
+        again.token, lease.token,
+        "a retry by the holder keeps its token"
+    );
+    assert_eq!(held(c.in_line(&name, ttl(LONG), keep).await).owner, b.owner);
+    assert_eq!(b.release(&name).await, ReleaseOutcome::Released);
+    behind(d.in_line(&name, ttl(LONG), keep).await, LONG);
+    let next = acquired(c.in_line(&name, ttl(LONG), keep).await);
+    assert!(next.token > lease.token);
+    assert_eq!(c.release(&name).await, ReleaseOutcome::Released);
+    acquired(d.in_line(&name, ttl(LONG), keep).await);
+}
+
+/// line: a waiter that stops asking loses its place after its patience, and rejoins at the back.
+pub async fn line_place_lapses_after_patience(s: &Suite) {
+    if !s.requires("fair_line", s.capabilities().fair_line) {
+        return;
+    }
+    let [a, b, c] = s.clients().await;
+    let name = s.name("n");
+    acquired(a.acquire(&name, ttl(LONG)).await);
+    held(
+        b.in_line(&name, ttl(LONG), Duration::from_millis(RENEWABLE))
+            .await,
+    );
+    held(
+        c.in_line(&name, ttl(LONG), Duration::from_millis(LONG))
+            .await,
+    );
+    assert_eq!(a.release(&name).await, ReleaseOutcome::Released);
+    behind(
+        c.in_line(&name, ttl(LONG), Duration::from_millis(LONG))
+            .await,
+        RENEWABLE,
+    );
+    // b does not ask again in time: its place is gone `RENEWABLE` after it last asked, which
+    // was before; asking now, it joins at the back, behind c.
+    sleep_ms(RENEWABLE + 50).await;
+    behind(
+        b.in_line(&name, ttl(LONG), Duration::from_millis(LONG))
+            .await,
+        LONG,
+    );
+    let lease = acquired(
+        c.in_line(&name, ttl(LONG), Duration::from_millis(LONG))
+            .await,
+    );
+    assert_eq!(lease.owner, c.owner);
+}
+
+/// line: a waiter that leaves gives up its place at once, and leaving without a place changes nothing.
+pub async fn leave_line_moves_the_next_up(s: &Suite) {
+    if !s.requires("fair_line", s.capabilities().fair_line) {
+        return;
+    }
+    let [a, b, c] = s.clients().await;
+    let name = s.name("n");
+    let keep = Duration::from_millis(LONG);
+    acquired(a.acquire(&name, ttl(LONG)).await);
+    held(b.in_line(&name, ttl(LONG), keep).await);
+    held(c.in_line(&name, ttl(LONG), keep).await);
+    b.leave_line(&name).await;
+    b.leave_line(&name).await;
+    a.leave_line(&name).await;
+    assert_eq!(
+        locked(a.inspect(&name).await).owner,
+        a.owner,
+        "leaving changes no lease"
+    );
+    assert_eq!(a.release(&name).await, ReleaseOutcome::Released);
+    acquired(c.in_line(&name, ttl(LONG), keep).await);
+}
+
+/// line: a single try does not stand in line, and takes an open name even while others wait.
+pub async fn try_acquire_does_not_wait_in_line(s: &Suite) {
+    if !s.requires("fair_line", s.capabilities().fair_line) {
+        return;
+    }
+    let [a, b, c] = s.clients().await;
+    let name = s.name("n");
+    let keep = Duration::from_millis(LONG);
+    acquired(a.acquire(&name, ttl(LONG)).await);
+    held(b.in_line(&name, ttl(LONG), keep).await);
+    assert_eq!(a.release(&name).await, ReleaseOutcome::Released);
+    acquired(c.acquire(&name, ttl(LONG)).await);
+    assert_eq!(held(b.in_line(&name, ttl(LONG), keep).await).owner, c.owner);
+    assert_eq!(c.release(&name).await, ReleaseOutcome::Released);
+    acquired(b.in_line(&name, ttl(LONG), keep).await);
+}
+
+/// acquire with wait: waiters are handed the lock in the order they came.
+pub async fn waiters_are_served_in_order(s: &Suite) {
+    if !s.requires("fair_line", s.capabilities().fair_line) {
+        return;
+    }
+    let a = s.client().await;
+    let name = s.name("n");
+    acquired(a.acquire(&name, ttl(LONG)).await);
+    let served = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    let mut came = Vec::new();
+    for _ in 0..4 {
+        let w = s.client().await;
+        // Joins the line now, in this order; the wait below keeps the same place.
+        held(
+            w.in_line(&name, ttl(LONG), Duration::from_millis(LONG))
+                .await,
+        );
+        came.push(w.owner.clone());
+        let (name, served) = (name.clone(), served.clone());
+        waiters.push(tokio::spawn(async move {
+            let got = w.wait(&name, ttl(LONG), Wait::For(PATIENCE)).await;
+            assert!(matches!(&got, Acquisition::Acquired(_)), "{got:?}");
+            served.lock().unwrap().push(w.owner.clone());
+            assert_eq!(w.release(&name).await, ReleaseOutcome::Released);
+        }));
+    }
+    assert_eq!(a.release(&name).await, ReleaseOutcome::Released);
+    for w in waiters {
+        w.await.expect("waiter");
+    }
+    assert_eq!(*served.lock().unwrap(), came);
 }
 
 /// guard: renews in the background, so the lease outlives its ttl while held.

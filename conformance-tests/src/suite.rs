@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lock_core::{
-    AcquireOutcome, Acquisition, Capabilities, Lease, Lock, LockName, LockState, OwnerId,
-    ReleaseOutcome, RenewOutcome, Ttl, Wait,
+    AcquireOutcome, Acquisition, Capabilities, InLineOutcome, Lease, Lock, LockName, LockState,
+    OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
 };
 
 use crate::cross_process;
@@ -92,6 +92,15 @@ impl Suite {
         }
     }
 
+    /// `N` fresh clients.
+    pub async fn clients<const N: usize>(&self) -> [Client; N] {
+        let mut clients = Vec::with_capacity(N);
+        for _ in 0..N {
+            clients.push(self.client().await);
+        }
+        clients.try_into().expect("N clients")
+    }
+
     /// A name no other case or run uses: `label` behind a random prefix.
     pub fn name(&self, label: &str) -> LockName {
         LockName::new(format!("{}-{}-{label}", self.prefix, self.case)).expect("a valid name")
@@ -135,6 +144,22 @@ impl Client {
             .try_acquire(name, &self.owner, ttl)
             .await
             .expect("try_acquire")
+    }
+
+    /// Try acquire in line, keeping a place for `patience`; panics on a backend error.
+    pub async fn in_line(&self, name: &LockName, ttl: Ttl, patience: Duration) -> InLineOutcome {
+        self.lock
+            .try_acquire_in_line(name, &self.owner, ttl, patience)
+            .await
+            .expect("try_acquire_in_line")
+    }
+
+    /// Leave the line; panics on a backend error.
+    pub async fn leave_line(&self, name: &LockName) {
+        self.lock
+            .leave_line(name, &self.owner)
+            .await
+            .expect("leave_line");
     }
 
     /// Renew; panics on a backend error.

@@ -1,6 +1,8 @@
 //! The suite catches the bugs it exists for: each backend below breaks one rule (the seed's
 //! renewal that extends whoever holds the lock, its release that does not check the owner, a
-//! token that does not rise, a read-then-write acquire), and the case for that rule fails.
+//! token that does not rise, a read-then-write acquire, a line that serves whoever asks, a
+//! release that wakes the wrong waiter's turn), and
+//! the case for that rule fails.
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -10,8 +12,8 @@ use std::time::Duration;
 
 use conformance_tests::{Setup, Suite, cases, run};
 use lock_core::{
-    AcquireOutcome, Capabilities, Error, FencingToken, Lock, LockName, LockState, MemoryLock,
-    OwnerId, ReleaseOutcome, RenewOutcome, Ttl, async_trait,
+    AcquireOutcome, Capabilities, ChangeFuture, Error, FencingToken, InLineOutcome, Lock, LockName,
+    LockState, MemoryLock, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, async_trait,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -24,6 +26,10 @@ enum Bug {
     FlatTokens,
     /// try acquire reads, pauses, then writes.
     ReadThenWrite,
+    /// claims a fair line, but a waiter in line is served whenever it asks.
+    NoLine,
+    /// wakes a turn that is not the first in line's.
+    WrongTurn,
 }
 
 #[derive(Debug)]
@@ -57,6 +63,25 @@ impl Lock for Broken {
         }
     }
 
+    async fn try_acquire_in_line(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+        ttl: Ttl,
+        patience: Duration,
+    ) -> Result<InLineOutcome, Error> {
+        if self.bug == Bug::NoLine {
+            return Ok(self.inner.try_acquire(name, owner, ttl).await?.into());
+        }
+        self.inner
+            .try_acquire_in_line(name, owner, ttl, patience)
+            .await
+    }
+
+    async fn leave_line(&self, name: &LockName, owner: &OwnerId) -> Result<(), Error> {
+        self.inner.leave_line(name, owner).await
+    }
+
     async fn renew(
         &self,
         name: &LockName,
@@ -84,6 +109,22 @@ impl Lock for Broken {
 
     async fn inspect(&self, name: &LockName) -> Result<LockState, Error> {
         self.inner.inspect(name).await
+    }
+
+    async fn watch(&self, name: &LockName) -> Result<Option<ChangeFuture>, Error> {
+        self.inner.watch(name).await
+    }
+
+    async fn watch_turn(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+    ) -> Result<Option<ChangeFuture>, Error> {
+        let owner = match self.bug {
+            Bug::WrongTurn => OwnerId::random(),
+            _ => owner.clone(),
+        };
+        self.inner.watch_turn(name, &owner).await
     }
 }
 
@@ -148,9 +189,25 @@ fn a_read_then_write_acquire_is_caught() {
 }
 
 #[test]
+fn a_line_that_serves_whoever_asks_is_caught() {
+    assert!(fails(Bug::NoLine, "line_serves_waiters_in_order", |s| {
+        Box::pin(cases::line_serves_waiters_in_order(s))
+    }));
+}
+
+#[test]
+fn a_release_that_wakes_the_wrong_turn_is_caught() {
+    assert!(fails(
+        Bug::WrongTurn,
+        "release_wakes_watchers_and_the_first_in_line",
+        |s| Box::pin(cases::release_wakes_watchers_and_the_first_in_line(s))
+    ));
+}
+
+#[test]
 fn an_intact_backend_passes_the_same_cases() {
     let setup = || BrokenSetup(Bug::FlatTokens, Arc::new(MemoryLock::new()));
-    // FlatTokens breaks only fencing: the other three cases pass on it, so `fails` is not
+    // FlatTokens breaks only fencing: the other cases pass on it, so `fails` is not
     // simply "every case panics on this harness".
     run(
         module_path!(),
@@ -169,5 +226,17 @@ fn an_intact_backend_passes_the_same_cases() {
         "racing_clients_exactly_one_wins",
         setup(),
         |s| Box::pin(cases::racing_clients_exactly_one_wins(s)),
+    );
+    run(
+        module_path!(),
+        "waiters_are_served_in_order",
+        setup(),
+        |s| Box::pin(cases::waiters_are_served_in_order(s)),
+    );
+    run(
+        module_path!(),
+        "release_wakes_watchers_and_the_first_in_line",
+        setup(),
+        |s| Box::pin(cases::release_wakes_watchers_and_the_first_in_line(s)),
     );
 }

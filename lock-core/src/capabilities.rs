@@ -18,4 +18,8 @@ pub struct Capabilities {
     /// released or re-acquired through another handle given the same owner id. A backend that
     /// ties a lease to the connection that took it (a Postgres session lock) has `false`.
     pub owner_on_any_handle: bool,
+    /// Waiters stand in a line per name and are served first come, first served
+    /// ([`Lock::try_acquire_in_line`](crate::Lock::try_acquire_in_line)); without it, a
+    /// release goes to whichever waiter asks first.
+    pub fair_line: bool,
 }

@@ -14,6 +14,11 @@ use crate::ChangeFuture;
 /// calls [`notify`](Self::notify) when its event source (pub/sub, NOTIFY, a file watcher) says
 /// a key changed, or [`notify_all`](Self::notify_all) when events may have been missed (a
 /// reconnect). Keys nobody waits on any more are dropped as the hub goes.
+///
+/// Waiters in a line subscribe for their turn ([`subscribe_turn`](Self::subscribe_turn)), and a
+/// backend that knows who stands first when a name opens calls
+/// [`notify_turn`](Self::notify_turn): only that owner's turn wakes (with the plain
+/// subscribers), not every waiter of the name to find it is not theirs.
 #[derive(Debug, Default)]
 pub struct ChangeHub {
     inner: Mutex<Keys>,
@@ -22,36 +27,95 @@ pub struct ChangeHub {
 #[derive(Debug, Default)]
 struct Keys {
     senders: HashMap<String, watch::Sender<()>>,
+    /// Turn subscriptions: per key, per owner.
+    turns: HashMap<String, HashMap<String, watch::Sender<()>>>,
     pruned_at_len: usize,
+}
+
+impl Keys {
+    /// Amortised clean-up: drops keys without subscribers whenever the maps doubled.
+    fn prune(&mut self) {
+        if self.senders.len() + self.turns.len() > 2 * self.pruned_at_len.max(32) {
+            self.senders.retain(|_, tx| tx.receiver_count() > 0);
+            self.turns.retain(|_, owners| {
+                owners.retain(|_, tx| tx.receiver_count() > 0);
+                !owners.is_empty()
+            });
+            self.pruned_at_len = self.senders.len() + self.turns.len();
+        }
+    }
+}
+
+fn waiting(mut rx: watch::Receiver<()>) -> ChangeFuture {
+    Box::pin(async move {
+        // An error means the sender went away, which is a change too.
+        let _ = rx.changed().await;
+    })
+}
+
+/// Wakes the receivers of `tx`; says whether any are left to keep it for.
+fn wake(tx: &watch::Sender<()>) -> bool {
+    tx.send_replace(());
+    tx.receiver_count() > 0
 }
 
 impl ChangeHub {
     /// A future that completes at the first `notify(key)` or `notify_all()` after this call.
     pub fn subscribe(&self, key: &str) -> ChangeFuture {
         let mut keys = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        // Amortised clean-up: drop keys without waiters whenever the map doubled.
-        if keys.senders.len() > 2 * keys.pruned_at_len.max(32) {
-            keys.senders.retain(|_, tx| tx.receiver_count() > 0);
-            keys.pruned_at_len = keys.senders.len();
-        }
-        let mut rx = keys
+        keys.prune();
+        let rx = keys
             .senders
             .entry(key.to_owned())
             .or_insert_with(|| watch::channel(()).0)
             .subscribe();
-        Box::pin(async move {
-            // An error means the sender went away, which is a change too.
-            let _ = rx.changed().await;
-        })
+        waiting(rx)
+    }
+
+    /// A future that completes at the first change of `key` after this call that may be
+    /// `owner`'s turn: a [`notify_turn`](Self::notify_turn) naming `owner` first or naming no
+    /// one, a [`notify`](Self::notify), a [`notify_all`](Self::notify_all).
+    pub fn subscribe_turn(&self, key: &str, owner: &str) -> ChangeFuture {
+        let mut keys = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        keys.prune();
+        let rx = keys
+            .turns
+            .entry(key.to_owned())
+            .or_default()
+            .entry(owner.to_owned())
+            .or_insert_with(|| watch::channel(()).0)
+            .subscribe();
+        waiting(rx)
     }
 
     /// Wakes every waiter of `key`.
     pub fn notify(&self, key: &str) {
+        self.notify_turn(key, None);
+    }
+
+    /// Wakes the plain waiters of `key` and, of those waiting for their turn, only `first`'s
+    /// (the owner standing first in the key's line), or all of them when `first` is `None`
+    /// (no line, or one that could not be read).
+    pub fn notify_turn(&self, key: &str, first: Option<&str>) {
         let mut keys = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = keys.senders.get(key) {
-            tx.send_replace(());
-            if tx.receiver_count() == 0 {
-                keys.senders.remove(key);
+        if let Some(tx) = keys.senders.get(key)
+            && !wake(tx)
+        {
+            keys.senders.remove(key);
+        }
+        if let Some(owners) = keys.turns.get_mut(key) {
+            match first {
+                Some(first) => {
+                    if let Some(tx) = owners.get(first)
+                        && !wake(tx)
+                    {
+                        owners.remove(first);
+                    }
+                }
+                None => owners.retain(|_, tx| wake(tx)),
+            }
+            if owners.is_empty() {
+                keys.turns.remove(key);
             }
         }
     }
@@ -62,6 +126,9 @@ impl ChangeHub {
         for tx in keys.senders.values() {
             tx.send_replace(());
         }
+        for tx in keys.turns.values().flat_map(HashMap::values) {
+            tx.send_replace(());
+        }
     }
 
     /// Whether anyone waits on `key` now (a backend may unsubscribe from its source when not).
@@ -70,6 +137,10 @@ impl ChangeHub {
         keys.senders
             .get(key)
             .is_some_and(|tx| tx.receiver_count() > 0)
+            || keys
+                .turns
+                .get(key)
+                .is_some_and(|owners| owners.values().any(|tx| tx.receiver_count() > 0))
     }
 }
 
@@ -106,8 +177,46 @@ mod tests {
     async fn dropped_waiters_are_forgotten() {
         let hub = ChangeHub::default();
         drop(hub.subscribe("a"));
+        drop(hub.subscribe_turn("a", "x"));
         assert!(!hub.is_watched("a"));
         hub.notify("a");
-        assert!(hub.inner.lock().unwrap().senders.is_empty());
+        let keys = hub.inner.lock().unwrap();
+        assert!(keys.senders.is_empty() && keys.turns.is_empty());
+    }
+
+    /// Who wakes when a key's line is first `first`: (plain, turn of x, turn of y).
+    #[tokio::test]
+    async fn a_turn_wakes_only_its_owner_and_the_plain_waiters() {
+        let cases: [(Option<&str>, [bool; 3]); 3] = [
+            (Some("x"), [true, true, false]),
+            (Some("z"), [true, false, false]),
+            (None, [true, true, true]),
+        ];
+        for (first, want) in cases {
+            let hub = ChangeHub::default();
+            let mut futs = [
+                hub.subscribe("a"),
+                hub.subscribe_turn("a", "x"),
+                hub.subscribe_turn("a", "y"),
+            ];
+            let mut other = hub.subscribe_turn("b", "x");
+            hub.notify_turn("a", first);
+            for (fut, want) in futs.iter_mut().zip(want) {
+                let woken = tokio::time::timeout(Duration::from_millis(20), fut)
+                    .await
+                    .is_ok();
+                assert_eq!(woken, want, "first {first:?}");
+            }
+            let woken = tokio::time::timeout(Duration::from_millis(20), &mut other).await;
+            assert!(woken.is_err(), "another key");
+            // A completed future has let its subscription go.
+            assert_eq!(hub.is_watched("a"), want.contains(&false));
+        }
+        let hub = ChangeHub::default();
+        let turn = hub.subscribe_turn("a", "y");
+        hub.notify_all();
+        tokio::time::timeout(Duration::from_secs(5), turn)
+            .await
+            .expect("notify_all wakes turns too");
     }
 }

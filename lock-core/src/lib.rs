@@ -23,10 +23,10 @@ pub use lease::{Holder, Lease};
 pub use lock::{ChangeFuture, Lock};
 pub use memory::MemoryLock;
 pub use name::{LockName, MAX_NAME_BYTES};
-pub use outcome::{AcquireOutcome, LockState, ReleaseOutcome, RenewOutcome};
+pub use outcome::{AcquireOutcome, InLineOutcome, LockState, ReleaseOutcome, RenewOutcome};
 pub use owner::{MAX_OWNER_BYTES, OwnerId};
 pub use token::FencingToken;
 pub use ttl::Ttl;
-pub use wait::{Acquisition, Wait, acquire};
+pub use wait::{Acquisition, LINE_PATIENCE, Wait, acquire, patience_millis};
 
 pub use async_trait::async_trait;

@@ -3,18 +3,19 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::{
-    AcquireOutcome, Capabilities, Error, LockName, LockState, OwnerId, ReleaseOutcome,
-    RenewOutcome, Ttl,
+    AcquireOutcome, Capabilities, Error, InLineOutcome, LockName, LockState, OwnerId,
+    ReleaseOutcome, RenewOutcome, Ttl,
 };
 
 /// A future that completes when a watched name may have changed (see [`Lock::watch`]).
 pub type ChangeFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-/// A lock backend: five atomic operations on named leases.
+/// A lock backend: five atomic operations on named leases, and a line for waiters.
 ///
 /// Dyn-compatible: share one `Arc<dyn Lock>` across tasks. Every operation is atomic on the
 /// backend, with no read-then-write window in which another client can slip in; racing try
@@ -44,6 +45,55 @@ pub trait Lock: Send + Sync + fmt::Debug {
         owner: &OwnerId,
         ttl: Ttl,
     ) -> Result<AcquireOutcome, Error>;
+
+    /// Takes the lease on `name` for `owner` as a waiter in line: first come, first served.
+    ///
+    /// What a waiting acquisition ([`acquire`](crate::acquire), [`Guard::acquire`](crate::Guard::acquire)
+    /// with a [`Wait`](crate::Wait) other than `No`) calls on a backend with
+    /// [`Capabilities::fair_line`]. A waiter keeps its place by asking again within `patience`;
+    /// one that stops asking (it gave up, crashed, or was cut off) loses its place when its
+    /// patience runs out, so a dead waiter holds up the waiters behind it by at most `patience`
+    /// (counted in whole milliseconds, from 1 ms to a year: values outside are taken as the
+    /// nearest bound).
+    ///
+    /// # Behavior
+    /// - `owner` without a place (or with one that lapsed): takes one at the back of the line.
+    ///   Every call keeps the place until now + `patience` (a backend may leave a place kept
+    ///   past now + `patience`/2 as it is, to save a write); a place kept for no longer is gone.
+    /// - no live lease, and no place ahead of `owner`'s: [`InLineOutcome::Acquired`] as
+    ///   [`try_acquire`](Lock::try_acquire) would grant it; the place is given up.
+    /// - no live lease, but a place ahead of `owner`'s: [`InLineOutcome::Behind`] with how long
+    ///   the first place is kept; only `owner`'s place changes.
+    /// - a live lease of another owner: [`InLineOutcome::Held`] with its holder; only `owner`'s
+    ///   place changes.
+    /// - a live lease of `owner`: [`InLineOutcome::Acquired`] with the same token (an
+    ///   idempotent retry); the place is given up.
+    ///
+    /// [`try_acquire`](Lock::try_acquire) does not look at the line: a single try takes an open
+    /// name even while waiters stand in line, as `tryLock` does on Java's fair locks. The
+    /// default, for a backend without a line, is `try_acquire`.
+    async fn try_acquire_in_line(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+        ttl: Ttl,
+        patience: Duration,
+    ) -> Result<InLineOutcome, Error> {
+        let _ = patience;
+        Ok(self.try_acquire(name, owner, ttl).await?.into())
+    }
+
+    /// Gives up `owner`'s place in line on `name`: what a waiter that stops waiting calls.
+    ///
+    /// # Behavior
+    /// - a place of `owner`: removed; the waiters behind it move up at once.
+    /// - no place of `owner`: nothing changes.
+    ///
+    /// The default, for a backend without a line, does nothing.
+    async fn leave_line(&self, name: &LockName, owner: &OwnerId) -> Result<(), Error> {
+        let _ = (name, owner);
+        Ok(())
+    }
 
     /// Extends `owner`'s live lease on `name` [seed: `update`].
     ///
@@ -96,5 +146,27 @@ pub trait Lock: Send + Sync + fmt::Debug {
     async fn watch(&self, name: &LockName) -> Result<Option<ChangeFuture>, Error> {
         let _ = name;
         Ok(None)
+    }
+
+    /// Starts watching `name` for `owner`'s turn, as a waiter standing in its line: like
+    /// [`watch`](Lock::watch), but a backend that knows who stands first in the line when the
+    /// name opens may leave the future pending while that is another owner, so that a release
+    /// wakes the next in line, not every waiter.
+    ///
+    /// # Behavior
+    /// - a backend with [`Capabilities::wake_on_release`] returns `Some`, and a release made
+    ///   after `watch_turn` returned, while `owner`'s place stands first, completes the future
+    ///   promptly.
+    /// - the default is [`watch`](Lock::watch).
+    ///
+    /// A waiter behind another still looks again at least every 200 ms to keep its place, so a
+    /// first place that lapses (its waiter gone) costs the next at most that.
+    async fn watch_turn(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+    ) -> Result<Option<ChangeFuture>, Error> {
+        let _ = owner;
+        self.watch(name).await
     }
 }

@@ -1,5 +1,7 @@
 //! What each of the five operations answers.
 
+use std::time::Duration;
+
 use crate::{Holder, Lease};
 
 /// The answer of [`Lock::try_acquire`](crate::Lock::try_acquire).
@@ -10,6 +12,34 @@ pub enum AcquireOutcome {
     Acquired(Lease),
     /// Another owner holds a live lease; nothing changed.
     Held(Holder),
+}
+
+/// The answer of [`Lock::try_acquire_in_line`](crate::Lock::try_acquire_in_line).
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InLineOutcome {
+    /// The caller holds the lease now; its place in line is given up.
+    Acquired(Lease),
+    /// Another owner holds a live lease; the caller keeps its place in line.
+    Held(Holder),
+    /// No live lease, but a waiter stands ahead of the caller in line; the caller keeps its
+    /// place.
+    Behind {
+        /// How long the first place in line is kept unless its waiter asks again: when it
+        /// lapses (its waiter died or gave up), the next in line moves up, so a waiter behind
+        /// looks again then at the latest.
+        first_kept_for: Duration,
+    },
+}
+
+/// A plain try's answer, as a waiter in line would have had it where there is no line.
+impl From<AcquireOutcome> for InLineOutcome {
+    fn from(outcome: AcquireOutcome) -> Self {
+        match outcome {
+            AcquireOutcome::Acquired(lease) => Self::Acquired(lease),
+            AcquireOutcome::Held(holder) => Self::Held(holder),
+        }
+    }
 }
 
 /// The answer of [`Lock::renew`](crate::Lock::renew).

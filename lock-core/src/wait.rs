@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::{AcquireOutcome, Error, Holder, Lease, Lock, LockName, OwnerId, Ttl};
+use crate::{AcquireOutcome, Error, Holder, InLineOutcome, Lease, Lock, LockName, OwnerId, Ttl};
 
 /// How long an acquisition may wait for another owner's lease to end.
 #[non_exhaustive]
@@ -46,6 +46,23 @@ const MIN_BACKOFF: Duration = Duration::from_millis(2);
 /// Above this, a waiter without change notification polls no slower.
 const MAX_BACKOFF: Duration = Duration::from_millis(100);
 
+/// How long a waiter's place in line is kept after it last asked (the `patience` that
+/// [`acquire`] passes to [`Lock::try_acquire_in_line`]): how long a waiter that died holds up
+/// the waiters behind it, at most. Well under a second, so that a lock whose holder died is
+/// free again within its ttl + 1 s even when the waiter first in line died too.
+pub const LINE_PATIENCE: Duration = Duration::from_millis(800);
+
+/// `patience` as a backend keeps it: in whole milliseconds, from 1 ms to a year (365 days),
+/// values outside taken as the nearest bound, as [`Lock::try_acquire_in_line`] says.
+pub fn patience_millis(patience: Duration) -> u64 {
+    const YEAR_MS: u128 = 365 * 86_400_000;
+    patience.as_millis().clamp(1, YEAR_MS) as u64
+}
+/// A waiter in line asks again at least this often, so that its place is kept even when
+/// nothing wakes it (four chances within [`LINE_PATIENCE`]; a backend may rewrite a place
+/// only once less than half the patience is left, which still leaves 200 ms to spare).
+const KEEP_PLACE_EVERY: Duration = Duration::from_millis(200);
+
 /// Tries to take `name` for `owner`, waiting as `wait` allows.
 ///
 /// A waiter watches the name before each try (see [`Lock::watch`]), so it learns of a release
@@ -54,8 +71,15 @@ const MAX_BACKOFF: Duration = Duration::from_millis(100);
 /// backoff (2 ms doubling to 100 ms), never a fixed long poll, and never past the holder's
 /// expiry.
 ///
+/// On a backend with [`Capabilities::fair_line`](crate::Capabilities::fair_line), a wait
+/// (anything but [`Wait::No`]) stands in the name's line: waiters are served first come, first
+/// served ([`Lock::try_acquire_in_line`]), each asking again at least every 200 ms to keep its
+/// place, and when the first place ahead would lapse. A wait that runs out while the name is open but others stand ahead makes one last
+/// plain try, so `TimedOut` always names a holder; either way it leaves the line. [`Wait::No`]
+/// is one plain [`Lock::try_acquire`], which does not queue.
+///
 /// Cancel-safe: dropping the future leaves at most a lease that nobody renews, which lapses
-/// after `ttl`.
+/// after `ttl`, and a place in line, which lapses after [`LINE_PATIENCE`].
 ///
 /// # Errors
 /// The first backend error ends the wait and is returned.
@@ -82,33 +106,54 @@ pub(crate) async fn acquire_timed(
         Wait::For(d) => Some(Instant::now() + d),
         Wait::No | Wait::Forever => None,
     };
+    let in_line = wait != Wait::No && lock.capabilities().fair_line;
     let mut backoff = MIN_BACKOFF;
     loop {
         let change = match wait {
             Wait::No => None,
+            _ if in_line => lock.watch_turn(name, owner).await?,
             _ => lock.watch(name).await?,
         };
         let sent = Instant::now();
-        let holder = match lock.try_acquire(name, owner, ttl).await? {
-            AcquireOutcome::Acquired(lease) => return Ok((Acquisition::Acquired(lease), sent)),
-            AcquireOutcome::Held(holder) => holder,
+        // `holder` is `None` when the name is open but others stand ahead in line; then
+        // `first_lapses` is when the first of them loses its place unless it asks again.
+        let mut first_lapses = None;
+        let outcome = if in_line {
+            lock.try_acquire_in_line(name, owner, ttl, LINE_PATIENCE)
+                .await?
+        } else {
+            lock.try_acquire(name, owner, ttl).await?.into()
+        };
+        let holder = match outcome {
+            InLineOutcome::Acquired(lease) => return Ok((Acquisition::Acquired(lease), sent)),
+            InLineOutcome::Held(holder) => Some(holder),
+            InLineOutcome::Behind { first_kept_for } => {
+                first_lapses = Some(sent + first_kept_for + Duration::from_millis(1));
+                None
+            }
         };
         if wait == Wait::No {
+            let holder = holder.expect("a plain try names the holder");
             return Ok((Acquisition::Held(holder), sent));
         }
         let now = Instant::now();
         if deadline.is_some_and(|d| d <= now) {
-            return Ok((Acquisition::TimedOut(holder), sent));
+            return time_out(lock, name, owner, ttl, holder, in_line, sent).await;
         }
         // Sleep until the holder's lease runs out (plus a millisecond, as backends count in
         // milliseconds), a change, the deadline, or the next poll, whichever comes first.
         let mut wake = holder
-            .expires_in
+            .and_then(|h| h.expires_in)
             .map(|left| sent + left + Duration::from_millis(1));
         if change.is_none() {
             let poll = now + jitter(backoff);
             backoff = (backoff * 2).min(MAX_BACKOFF);
             wake = Some(wake.map_or(poll, |w| w.min(poll)));
+        }
+        if in_line {
+            let keep =
+                first_lapses.map_or(now + KEEP_PLACE_EVERY, |f| f.min(now + KEEP_PLACE_EVERY));
+            wake = Some(wake.map_or(keep, |w| w.min(keep)));
         }
         if let Some(d) = deadline {
             wake = Some(wake.map_or(d, |w| w.min(d)));
@@ -131,6 +176,33 @@ pub(crate) async fn acquire_timed(
     }
 }
 
+/// The end of a wait that ran out: the holder as last seen, or, when the name was open with
+/// others ahead in line, one last plain try; and out of the line.
+async fn time_out(
+    lock: &dyn Lock,
+    name: &LockName,
+    owner: &OwnerId,
+    ttl: Ttl,
+    holder: Option<Holder>,
+    in_line: bool,
+    sent: Instant,
+) -> Result<(Acquisition<Lease>, Instant), Error> {
+    let (outcome, sent) = match holder {
+        Some(holder) => (Acquisition::TimedOut(holder), sent),
+        None => {
+            let sent = Instant::now();
+            match lock.try_acquire(name, owner, ttl).await? {
+                AcquireOutcome::Acquired(lease) => (Acquisition::Acquired(lease), sent),
+                AcquireOutcome::Held(holder) => (Acquisition::TimedOut(holder), sent),
+            }
+        }
+    };
+    if in_line && let Err(e) = lock.leave_line(name, owner).await {
+        tracing::warn!(%name, error = %e, "leaving the line failed; the place lapses by itself");
+    }
+    Ok((outcome, sent))
+}
+
 /// A duration between half and all of `d`, so that pollers do not march in step.
 fn jitter(d: Duration) -> Duration {
     let mut byte = [0u8; 1];
@@ -147,6 +219,23 @@ mod tests {
 
     fn name() -> LockName {
         LockName::new("job").unwrap()
+    }
+
+    #[test]
+    fn patience_is_whole_milliseconds_from_one_to_a_year() {
+        let year = 365 * 86_400_000;
+        let cases = [
+            (Duration::ZERO, 1),
+            (Duration::from_micros(999), 1),
+            (Duration::from_micros(1_500), 1),
+            (LINE_PATIENCE, 800),
+            (Duration::from_millis(year), year),
+            (Duration::from_millis(year + 1), year),
+            (Duration::MAX, year),
+        ];
+        for (patience, ms) in cases {
+            assert_eq!(patience_millis(patience), ms, "{patience:?}");
+        }
     }
 
     #[test]
@@ -210,6 +299,54 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(matches!(got, Acquisition::Acquired(l) if l.owner == b));
+    }
+
+    #[tokio::test]
+    async fn a_wait_that_runs_out_behind_others_makes_one_last_plain_try_and_leaves() {
+        let lock = MemoryLock::new();
+        let (a, b, c) = (OwnerId::random(), OwnerId::random(), OwnerId::random());
+        let ttl = Ttl::from_millis(3_600_000).unwrap();
+        let long = Duration::from_secs(3_600);
+        acquire(&lock, &name(), &a, ttl, Wait::No).await.unwrap();
+        let c_first = lock.try_acquire_in_line(&name(), &c, ttl, long).await;
+        assert!(matches!(c_first.unwrap(), InLineOutcome::Held(_)));
+        lock.release(&name(), &a).await.unwrap();
+        // Open, but c stands ahead: b is behind until its wait runs out, then tries once.
+        let wait = Wait::For(Duration::from_millis(300));
+        let got = acquire(&lock, &name(), &b, ttl, wait).await.unwrap();
+        assert!(matches!(got, Acquisition::Acquired(l) if l.owner == b));
+        lock.release(&name(), &b).await.unwrap();
+        // b left the line; c is first.
+        let c_next = lock.try_acquire_in_line(&name(), &c, ttl, long).await;
+        assert!(matches!(c_next.unwrap(), InLineOutcome::Acquired(_)));
+    }
+
+    #[tokio::test]
+    async fn a_waiter_keeps_its_place_past_the_patience() {
+        let lock = Arc::new(MemoryLock::new());
+        let (a, b, c) = (OwnerId::random(), OwnerId::random(), OwnerId::random());
+        let ttl = Ttl::from_millis(3_600_000).unwrap();
+        acquire(&*lock, &name(), &a, ttl, Wait::No).await.unwrap();
+        let waiter = {
+            let (lock, b) = (lock.clone(), b.clone());
+            tokio::spawn(async move { acquire(&*lock, &name(), &b, ttl, Wait::Forever).await })
+        };
+        // Nothing wakes b for longer than a place is kept without asking: it asks anyway.
+        tokio::time::sleep(LINE_PATIENCE + Duration::from_millis(500)).await;
+        // c keeps its place for an hour: had b's lapsed, b would now stand behind c.
+        let hour = Duration::from_secs(3_600);
+        let c_try = lock.try_acquire_in_line(&name(), &c, ttl, hour).await;
+        assert!(matches!(c_try.unwrap(), InLineOutcome::Held(_)));
+        lock.release(&name(), &a).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("b, first in line, is handed the lock")
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(got, Acquisition::Acquired(l) if l.owner == b),
+            "b was first"
+        );
     }
 
     #[tokio::test]
