@@ -83,6 +83,14 @@ impl<'a> Answer<'a> {
         }
     }
 
+    /// Field `i`: a duration in milliseconds.
+    pub(crate) fn millis(&self, i: usize) -> Result<Duration, Error> {
+        let ms = self.int(i)?;
+        u64::try_from(ms)
+            .map(Duration::from_millis)
+            .map_err(|_| self.op.unexpected(format_args!("{ms} ms")))
+    }
+
     /// Field `i`: the lease's token.
     pub(crate) fn token(&self, i: usize) -> Result<FencingToken, Error> {
         let text = self.text(i)?;

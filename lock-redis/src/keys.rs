@@ -4,8 +4,8 @@ use lock_core::LockName;
 
 /// The Redis keys and the pub/sub channel that hold one lock name's state.
 ///
-/// All three are `<prefix>{<escaped name>}:<what>`. The escaped name has no `{` or `}`, so the
-/// braces around it are Redis Cluster's hash tag: the three share one slot, and a script that
+/// All of them are `<prefix>{<escaped name>}:<what>`. The escaped name has no `{` or `}`, so the
+/// braces around it are Redis Cluster's hash tag: they share one slot, and a script that
 /// touches two of them is legal on a cluster. Escaping (`%` → `%25`, `{` → `%7B`, `}` → `%7D`,
 /// everything else as it is) is injective and the prefix may not hold braces, so the text up
 /// to the first `}` names exactly one prefix and one name: no two names, and no two prefixes,
@@ -16,6 +16,10 @@ pub struct Keys {
     pub lease: String,
     /// The fencing counter: the last token handed out. It never expires.
     pub token: String,
+    /// The waiters' line: a sorted set of owners by the server time (µs) they joined at.
+    pub line: String,
+    /// How long each waiter's place is kept: a hash of owner to server time (ms).
+    pub kept: String,
     /// The channel a release or force release publishes on.
     pub channel: String,
 }
@@ -27,6 +31,8 @@ impl Keys {
         Self {
             lease: format!("{base}:lease"),
             token: format!("{base}:token"),
+            line: format!("{base}:line"),
+            kept: format!("{base}:kept"),
             channel: format!("{base}:released"),
         }
     }
@@ -71,6 +77,8 @@ mod tests {
             Keys {
                 lease: "lock:{job}:lease".into(),
                 token: "lock:{job}:token".into(),
+                line: "lock:{job}:line".into(),
+                kept: "lock:{job}:kept".into(),
                 channel: "lock:{job}:released".into(),
             }
         );
@@ -86,6 +94,8 @@ mod tests {
             "a}:lease",
             "a}:token",
             "a}:released",
+            "a}:line",
+            "a}:kept",
             "}",
             "{",
             "{}",
@@ -116,7 +126,7 @@ mod tests {
             let mut seen = HashSet::new();
             for name in names {
                 let k = keys(prefix, name);
-                for key in [&k.lease, &k.token, &k.channel] {
+                for key in [&k.lease, &k.token, &k.line, &k.kept, &k.channel] {
                     assert!(
                         seen.insert(key.clone()),
                         "{prefix:?} {name:?}: {key} taken twice"
@@ -125,6 +135,8 @@ mod tests {
                 let tag = hash_tag(&k.lease).expect("a non-empty hash tag");
                 assert_eq!(Some(tag), hash_tag(&k.token), "{name:?}");
                 assert_eq!(Some(tag), hash_tag(&k.channel), "{name:?}");
+                assert_eq!(Some(tag), hash_tag(&k.line), "{name:?}");
+                assert_eq!(Some(tag), hash_tag(&k.kept), "{name:?}");
             }
         }
     }

@@ -11,11 +11,12 @@ mod watcher;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use lock_core::{
-    AcquireOutcome, Capabilities, ChangeFuture, Error, Lease, Lock, LockName, LockState, OwnerId,
-    ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Capabilities, ChangeFuture, Error, InLineOutcome, Lease, Lock, LockName,
+    LockState, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
 };
 use redis::{Script, ScriptInvocation};
 
@@ -26,7 +27,7 @@ pub use keys::Keys;
 
 use answer::{Answer, Op};
 use connection::{Commands, Endpoint};
-use scripts::{ACQUIRE, FORCE_RELEASE, INSPECT, RELEASE, RENEW};
+use scripts::{ACQUIRE, FORCE_RELEASE, IN_LINE, INSPECT, LEAVE_LINE, RELEASE, RENEW};
 use watcher::Watcher;
 
 /// Locks in one Redis database: one atomic Lua script per operation, leases that expire by
@@ -138,6 +139,7 @@ impl Lock for RedisLock {
             wake_on_release: true,
             cross_process: true,
             owner_on_any_handle: true,
+            fair_line: true,
         }
     }
 
@@ -163,6 +165,59 @@ impl Lock for RedisLock {
                     ttl,
                 })),
                 0 => Ok(AcquireOutcome::Held(answer.holder(1)?)),
+                code => Err(answer.unknown(code)),
+            }
+        })
+        .await
+    }
+
+    async fn try_acquire_in_line(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+        ttl: Ttl,
+        patience: Duration,
+    ) -> Result<InLineOutcome, Error> {
+        let keys = self.keys(name);
+        let ms = ttl.as_millis().to_string();
+        let patience = lock_core::patience_millis(patience).to_string();
+        let call = invocation(
+            &IN_LINE,
+            &[&keys.lease, &keys.token, &keys.line, &keys.kept],
+            &[owner.as_str(), &ms, &patience],
+        );
+        self.run(
+            "try acquire in line",
+            name,
+            &keys,
+            call,
+            |answer| match answer.code()? {
+                1 => Ok(InLineOutcome::Acquired(Lease {
+                    name: name.clone(),
+                    owner: owner.clone(),
+                    token: answer.token(1)?,
+                    ttl,
+                })),
+                0 => Ok(InLineOutcome::Held(answer.holder(1)?)),
+                2 => Ok(InLineOutcome::Behind {
+                    first_kept_for: answer.millis(1)?,
+                }),
+                code => Err(answer.unknown(code)),
+            },
+        )
+        .await
+    }
+
+    async fn leave_line(&self, name: &LockName, owner: &OwnerId) -> Result<(), Error> {
+        let keys = self.keys(name);
+        let call = invocation(
+            &LEAVE_LINE,
+            &[&keys.line, &keys.kept],
+            &[owner.as_str(), &keys.channel],
+        );
+        self.run("leave line", name, &keys, call, |answer| {
+            match answer.code()? {
+                0 | 1 => Ok(()),
                 code => Err(answer.unknown(code)),
             }
         })
@@ -209,12 +264,13 @@ impl Lock for RedisLock {
 
     /// Also repairs a name whose keys hold what this library does not write: the lease key is
     /// deleted whatever it holds, a token key that holds no token is deleted too (tokens then
-    /// go on from the server clock), and the answer is [`ReleaseOutcome::Released`].
+    /// go on from the server clock), so are line keys of another type, and the answer is
+    /// [`ReleaseOutcome::Released`].
     async fn force_release(&self, name: &LockName) -> Result<ReleaseOutcome, Error> {
         let keys = self.keys(name);
         let call = invocation(
             &FORCE_RELEASE,
-            &[&keys.lease, &keys.token],
+            &[&keys.lease, &keys.token, &keys.line, &keys.kept],
             &[&keys.channel],
         );
         self.run("force release", name, &keys, call, |answer| {

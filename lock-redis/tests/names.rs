@@ -238,6 +238,39 @@ async fn foreign_content_is_reported_and_force_release_repairs_it() {
         "{token} starts from the server clock"
     );
 
+    // Another type at the line's keys: waiting in line is refused, naming the key; a single
+    // try does not look at the line; force release repairs it.
+    let n = LockName::new("lined").unwrap();
+    let k = lock.keys(&n);
+    let () = conn.set(&k.line, "not a line").await.unwrap();
+    let patience = std::time::Duration::from_secs(1);
+    match lock.try_acquire_in_line(&n, &owner, ttl(), patience).await {
+        Err(Error::Corrupt { location, .. }) => assert!(location.contains(&k.line), "{location}"),
+        other => panic!("expected corrupt, got {other:?}"),
+    }
+    assert!(corrupt(lock.leave_line(&n, &owner).await));
+    let still: String = conn.get(&k.line).await.unwrap();
+    assert_eq!(still, "not a line", "left as it was");
+    acquired(lock.try_acquire(&n, &owner, ttl()).await.unwrap());
+    assert_eq!(
+        lock.release(&n, &owner).await.unwrap(),
+        ReleaseOutcome::Released
+    );
+    let () = conn.set(&k.kept, "not kept").await.unwrap();
+    assert_eq!(
+        lock.force_release(&n).await.unwrap(),
+        ReleaseOutcome::Released,
+        "repaired"
+    );
+    let lease = lock
+        .try_acquire_in_line(&n, &owner, ttl(), patience)
+        .await
+        .unwrap();
+    assert!(
+        matches!(lease, lock_core::InLineOutcome::Acquired(_)),
+        "{lease:?}"
+    );
+
     // A token counter far ahead of the clock keeps counting from where it is.
     let n = LockName::new("ahead").unwrap();
     let k = lock.keys(&n);
