@@ -28,6 +28,8 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECT_TIMEOUT_SECS: u64 = 3600;
 /// The most bytes Postgres keeps of an identifier (NAMEDATALEN - 1).
 const MAX_IDENT_BYTES: usize = 63;
+/// What the table's name adds for the waiters' line table beside it.
+const LINE_SUFFIX: &str = "_line";
 
 /// The parameters this crate reads from the URL itself.
 const OWN_PARAMS: [&str; 7] = [
@@ -173,6 +175,20 @@ impl Config {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table))
     }
 
+    /// The waiters' line table beside the lock table: its name.
+    pub(crate) fn line_table(&self) -> String {
+        format!("{}{LINE_SUFFIX}", self.table)
+    }
+
+    /// The waiters' line table as SQL: both identifiers quoted.
+    pub(crate) fn quoted_line_table(&self) -> String {
+        format!(
+            "{}.{}",
+            quote_ident(&self.schema),
+            quote_ident(&self.line_table())
+        )
+    }
+
     /// The most connections the handle's pool opens.
     pub fn pool_max(&self) -> u32 {
         self.pool_max
@@ -252,8 +268,11 @@ struct Own {
 impl Own {
     fn set(&mut self, key: &str, value: &str) -> Result<(), Error> {
         match key {
-            "table" => self.table = Some(identifier("table", value)?),
-            "schema" => self.schema = Some(identifier("schema", value)?),
+            "table" => {
+                let max = MAX_IDENT_BYTES - LINE_SUFFIX.len();
+                self.table = Some(identifier("table", value, max)?);
+            }
+            "schema" => self.schema = Some(identifier("schema", value, MAX_IDENT_BYTES)?),
             "mode" => {
                 self.mode = Some(match value {
                     "lease" => Mode::Lease,
@@ -368,18 +387,18 @@ fn check_sslmode(value: &str) -> Result<(), Error> {
     )))
 }
 
-/// A table or schema name: 1 to 63 bytes of lowercase ASCII letters, digits and `_`, not
+/// A table or schema name: 1 to `max` bytes of lowercase ASCII letters, digits and `_`, not
 /// starting with a digit. Anything else is refused rather than quoted into surprises.
-fn identifier(what: &str, value: &str) -> Result<String, Error> {
+fn identifier(what: &str, value: &str, max: usize) -> Result<String, Error> {
     let ok = !value.is_empty()
-        && value.len() <= MAX_IDENT_BYTES
+        && value.len() <= max
         && !value.starts_with(|c: char| c.is_ascii_digit())
         && value
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !ok {
         return Err(bad(format!(
-            "{what}={value:?} is not 1 to {MAX_IDENT_BYTES} lowercase letters, digits and _, \
+            "{what}={value:?} is not 1 to {max} lowercase letters, digits and _, \
              starting with a letter or _"
         )));
     }
@@ -471,6 +490,33 @@ mod tests {
             (
                 "postgres://u@h/db?table=_t1",
                 Ok((Lease, "public._t1", 10, 10, false, true)),
+            ),
+            // 58 bytes: the line table beside it (`_line`) still fits Postgres's 63.
+            (
+                "postgres://u@h/db?table=tttttttttttttttttttttttttttttttttttttttttttttttttttttttttt",
+                Ok((
+                    Lease,
+                    "public.tttttttttttttttttttttttttttttttttttttttttttttttttttttttttt",
+                    10,
+                    10,
+                    false,
+                    true,
+                )),
+            ),
+            (
+                "postgres://u@h/db?table=ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt",
+                Err("is not 1 to 58 lowercase"),
+            ),
+            (
+                "postgres://u@h/db?schema=sssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss",
+                Ok((
+                    Lease,
+                    "sssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss.lock_leases",
+                    10,
+                    10,
+                    false,
+                    true,
+                )),
             ),
             ("redis://h", Err("scheme `redis`")),
             (

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use lock_core::{
-    AcquireOutcome, Error, FencingToken, Holder, Lease, LockName, LockState, OwnerId,
-    ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Error, FencingToken, Holder, InLineOutcome, Lease, LockName, LockState,
+    OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
 };
 use sqlx::postgres::PgRow;
 
@@ -66,6 +66,74 @@ pub(crate) async fn try_acquire(
         }
     }
     Err(changed_hands(name, "try acquire"))
+}
+
+pub(crate) async fn try_acquire_in_line(
+    inner: &Inner,
+    name: &LockName,
+    owner: &OwnerId,
+    ttl: Ttl,
+    patience: Duration,
+) -> Result<InLineOutcome, Error> {
+    // At least a millisecond, at most a year.
+    let patience_ms = lock_core::patience_millis(patience) as i64;
+    for _ in 0..ATTEMPTS {
+        let rows = inner
+            .db
+            .fetch("try acquire in line", || {
+                inner
+                    .sql
+                    .in_line
+                    .query()
+                    .bind(name.as_str().to_owned())
+                    .bind(owner.as_str().to_owned())
+                    .bind(ttl_millis(ttl))
+                    .bind(patience_ms)
+            })
+            .await?;
+        let row = one_row(inner, name, &rows)?;
+        if let Some(token) = get::<Option<i64>>(row, "won")? {
+            return Ok(InLineOutcome::Acquired(Lease {
+                name: name.clone(),
+                owner: owner.clone(),
+                token: token_of(inner, name, token)?,
+                ttl,
+            }));
+        }
+        match live_holder(inner, name, row, "owner", "token", "left_us")? {
+            Some(holder) if holder.owner != *owner => return Ok(InLineOutcome::Held(holder)),
+            None if get::<bool>(row, "behind")? => {
+                let left: i64 = get::<Option<i64>>(row, "first_left_ms")?.unwrap_or(0);
+                return Ok(InLineOutcome::Behind {
+                    first_kept_for: Duration::from_millis(u64::try_from(left).unwrap_or(0)),
+                });
+            }
+            // The lock row changed between the statement's snapshot and its decision (or the
+            // caller's own lease lapsed meanwhile): ask again, which keeps the place.
+            _ => continue,
+        }
+    }
+    Err(changed_hands(name, "try acquire in line"))
+}
+
+pub(crate) async fn leave_line(
+    inner: &Inner,
+    name: &LockName,
+    owner: &OwnerId,
+) -> Result<(), Error> {
+    inner
+        .db
+        .fetch("leave line", || {
+            inner
+                .sql
+                .leave_line
+                .query()
+                .bind(name.as_str().to_owned())
+                .bind(owner.as_str().to_owned())
+                .bind(inner.channel.clone())
+        })
+        .await?;
+    Ok(())
 }
 
 pub(crate) async fn renew(

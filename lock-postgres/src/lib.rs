@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lock_core::{
-    AcquireOutcome, Capabilities, ChangeFuture, Error, Lock, LockName, LockState, OwnerId,
-    ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Capabilities, ChangeFuture, Error, InLineOutcome, Lock, LockName, LockState,
+    OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
 };
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
@@ -38,7 +38,7 @@ use sql::Statements;
 /// the bare SQL beside the library; not a stable interface.
 #[doc(hidden)]
 pub fn lease_statements(table: &str) -> (String, String) {
-    let s = Statements::new(table);
+    let s = Statements::new(table, "unused_line");
     (s.acquire.text().to_owned(), s.release.text().to_owned())
 }
 
@@ -109,7 +109,7 @@ impl PostgresLock {
         Ok(Self {
             inner: Arc::new(Inner {
                 db: Db::new(&config, config.pool_max()),
-                sql: Statements::new(&config.quoted_table()),
+                sql: Statements::new(&config.quoted_table(), &config.quoted_line_table()),
                 notifier: Notifier::new(&config, channel.clone()),
                 channel,
                 session,
@@ -167,6 +167,7 @@ impl Lock for PostgresLock {
             wake_on_release: self.inner.config.listen(),
             cross_process: true,
             owner_on_any_handle: !session,
+            fair_line: !session,
         }
     }
 
@@ -179,6 +180,30 @@ impl Lock for PostgresLock {
         match &self.inner.session {
             Some(s) => session::try_acquire(&self.inner, s, name, owner, ttl).await,
             None => lease::try_acquire(&self.inner, name, owner, ttl).await,
+        }
+    }
+
+    /// In session mode there is no line ([`Capabilities::fair_line`] is `false`): this is
+    /// [`try_acquire`](Lock::try_acquire).
+    async fn try_acquire_in_line(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+        ttl: Ttl,
+        patience: Duration,
+    ) -> Result<InLineOutcome, Error> {
+        match &self.inner.session {
+            Some(s) => Ok(session::try_acquire(&self.inner, s, name, owner, ttl)
+                .await?
+                .into()),
+            None => lease::try_acquire_in_line(&self.inner, name, owner, ttl, patience).await,
+        }
+    }
+
+    async fn leave_line(&self, name: &LockName, owner: &OwnerId) -> Result<(), Error> {
+        match &self.inner.session {
+            Some(_) => Ok(()),
+            None => lease::leave_line(&self.inner, name, owner).await,
         }
     }
 

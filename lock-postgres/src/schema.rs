@@ -1,4 +1,5 @@
-//! Creating the table (and its schema) on first use, safely when many processes do it at once.
+//! Creating the table, its waiters' line table and their schema on first use, safely when many
+//! processes do it at once.
 
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
@@ -33,14 +34,14 @@ impl From<sqlx::Error> for EnsureError {
     }
 }
 
-/// Makes sure the table exists and has the lock table's columns, creating it (and its schema)
-/// when missing.
+/// Makes sure the table exists and has the lock table's columns, creating it, its line table
+/// (`<table>_line`) and its schema when missing.
 ///
 /// One transaction: a transaction-level advisory lock on a key derived from the table's name
 /// serializes creators, so two processes doing this at the same moment both succeed (the second
 /// finds the table). A creation race with someone not taking that lock (a unique violation on
 /// the catalogs) is retried once. Nothing is created when the table exists, so a role without
-/// CREATE privilege can use a table made for it. Works through a transaction-pooling PgBouncer.
+/// CREATE privilege can use tables made for it. Works through a transaction-pooling PgBouncer.
 pub(crate) async fn ensure(conn: &mut PgConnection, config: &Config) -> Result<(), EnsureError> {
     match ensure_once(conn, config).await {
         Err(EnsureError::Sql(e))
@@ -63,20 +64,28 @@ async fn ensure_once(conn: &mut PgConnection, config: &Config) -> Result<(), Ens
     let row = sqlx::query(
         "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS has_schema, \
                 EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                        WHERE n.nspname = $1 AND c.relname = $2) AS has_table",
+                        WHERE n.nspname = $1 AND c.relname = $2) AS has_table, \
+                EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                        WHERE n.nspname = $1 AND c.relname = $3) AS has_line",
     )
     .bind(schema)
     .bind(table)
+    .bind(config.line_table())
     .persistent(false)
     .fetch_one(&mut *tx)
     .await?;
-    let (has_schema, has_table): (bool, bool) = (row.try_get(0)?, row.try_get(1)?);
+    let (has_schema, has_table, has_line): (bool, bool, bool) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
     if !has_schema {
         let ddl = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));
         sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut *tx).await?;
     }
     if !has_table {
         let ddl = sql::create_table(&config.quoted_table());
+        sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut *tx).await?;
+    }
+    if !has_line {
+        let ddl = sql::create_line_table(&config.quoted_line_table());
         sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut *tx).await?;
     }
     let columns = sqlx::query(

@@ -37,6 +37,18 @@ impl Sql {
 /// row of that name can have handed out, should an operator have deleted it.
 const FIRST_TOKEN: &str = "greatest((extract(epoch FROM clock_timestamp()) * 1000000)::bigint, 1)";
 
+/// The end of a lease grant `INSERT INTO <table> AS l …` whose row may exist: taken over when
+/// open, expired or the caller's (the same token for the caller's live lease, the next one
+/// otherwise), left alone when another owner's lease is live; the token when granted.
+const GRANT_ON_CONFLICT: &str = "ON CONFLICT (name) DO UPDATE SET \
+       owner = excluded.owner, \
+       token = CASE WHEN l.owner = excluded.owner AND l.expires_at > (SELECT at FROM now) \
+                    THEN l.token ELSE l.token + 1 END, \
+       expires_at = excluded.expires_at \
+     WHERE l.owner IS NULL OR l.expires_at IS NULL \
+        OR l.expires_at <= (SELECT at FROM now) OR l.owner = excluded.owner \
+     RETURNING l.token";
+
 /// Microseconds from the CTE's `now.at` until `expires_at`.
 const MICROS_LEFT: &str = "(extract(epoch FROM expires_at - now.at) * 1000000)::bigint";
 
@@ -73,6 +85,23 @@ pub(crate) fn create_table(table: &str) -> String {
     )
 }
 
+/// The waiters' line table's definition: one row per waiter in line. `UNLOGGED`: a place
+/// is worth nothing after a crash (its waiter asks again), and a statement that changes only
+/// this table commits without waiting for a flush of the WAL.
+pub(crate) fn create_line_table(line: &str) -> String {
+    format!(
+        "CREATE UNLOGGED TABLE IF NOT EXISTS {line} ( \
+           name text COLLATE \"C\" NOT NULL, \
+           owner text COLLATE \"C\" NOT NULL, \
+           joined timestamptz NOT NULL, \
+           kept_until timestamptz NOT NULL, \
+           PRIMARY KEY (name, owner) \
+         ); \
+         COMMENT ON TABLE {line} IS 'lock-postgres: the waiters in line per lock name, first \
+           joined first served; a place whose kept_until passed is gone'"
+    )
+}
+
 /// Every statement of one table.
 #[derive(Debug)]
 pub(crate) struct Statements {
@@ -85,6 +114,20 @@ pub(crate) struct Statements {
     /// every refused try would wait for a durable commit (an fsync). Waiters woken by a
     /// release all try at once; only the ones that may win now pay for a commit.
     pub(crate) acquire: Sql,
+    /// Lease try acquire in line: `$1` name, `$2` owner, `$3` ttl in ms, `$4` patience in
+    /// ms. One row: as [`acquire`](Self::acquire), `behind` (a live place of another waiter
+    /// stands ahead of the caller's) and `first_left_ms` (how long the first of them is kept).
+    ///
+    /// The caller's place counts from when it joined, unless it lapsed (then it joins at the
+    /// back). The lock row is tried only when no live place stands ahead (or the caller holds
+    /// the lease already), so a waiter behind writes only the line, which is unlogged: no
+    /// flush; and a place kept for over half the patience already is not rewritten, so a
+    /// waiter that asks often mostly only reads. Lapsed places of others are deleted on the
+    /// way.
+    pub(crate) in_line: Sql,
+    /// Leave the line: `$1` name, `$2` owner, `$3` channel. One row: `gone` (0 or 1); NOTIFY
+    /// when a place went, so that the waiters behind look again.
+    pub(crate) leave_line: Sql,
     /// Lease renew: `$1` name, `$2` owner, `$3` ttl in ms. A row with `token` when renewed.
     pub(crate) renew: Sql,
     /// Lease release: `$1` name, `$2` owner, `$3` channel. One row: `released` (0 or 1), the
@@ -117,9 +160,61 @@ pub(crate) struct Statements {
 }
 
 impl Statements {
-    /// The statements for `table`, already quoted.
-    pub(crate) fn new(table: &str) -> Self {
+    /// The statements for `table` and its `line` table, both already quoted.
+    pub(crate) fn new(table: &str, line: &str) -> Self {
         Self {
+            in_line: Sql::new(format!(
+                "WITH now AS MATERIALIZED (SELECT clock_timestamp() AS at), \
+                 mine AS MATERIALIZED ( \
+                   SELECT q.joined, q.kept_until FROM {line} AS q, now \
+                   WHERE q.name = $1 AND q.owner = $2 AND q.kept_until > now.at), \
+                 head AS MATERIALIZED ( \
+                   SELECT q.kept_until FROM {line} AS q, now \
+                   WHERE q.name = $1 AND q.owner <> $2 AND q.kept_until > now.at \
+                     AND (NOT EXISTS (SELECT 1 FROM mine) \
+                          OR (q.joined, q.owner) < ((SELECT joined FROM mine), $2::text)) \
+                   ORDER BY q.joined, q.owner LIMIT 1), \
+                 ahead AS MATERIALIZED ( \
+                   SELECT EXISTS (SELECT 1 FROM head) AS any, \
+                     (SELECT ceil(extract(epoch FROM head.kept_until - now.at) * 1000)::bigint \
+                      FROM head, now) AS first_left_ms), \
+                 prev AS (SELECT owner, token, expires_at FROM {table} WHERE name = $1), \
+                 won AS ( \
+                   INSERT INTO {table} AS l (name, owner, token, expires_at) \
+                   SELECT $1, $2, {FIRST_TOKEN}, now.at + $3 * interval '1 millisecond' FROM now, ahead \
+                   WHERE NOT EXISTS (SELECT 1 FROM prev WHERE prev.owner <> $2 AND prev.expires_at > now.at) \
+                     AND (NOT ahead.any \
+                          OR EXISTS (SELECT 1 FROM prev WHERE prev.owner = $2 AND prev.expires_at > now.at)) \
+                   {GRANT_ON_CONFLICT} \
+                 ), \
+                 place AS ( \
+                   INSERT INTO {line} AS q (name, owner, joined, kept_until) \
+                   SELECT $1, $2, now.at, now.at + $4 * interval '1 millisecond' FROM now \
+                   WHERE NOT EXISTS (SELECT 1 FROM won) \
+                     AND NOT EXISTS (SELECT 1 FROM mine \
+                                     WHERE mine.kept_until > now.at + $4 * interval '0.5 millisecond') \
+                   ON CONFLICT (name, owner) DO UPDATE SET \
+                     joined = CASE WHEN q.kept_until > excluded.joined THEN q.joined ELSE excluded.joined END, \
+                     kept_until = excluded.kept_until \
+                   RETURNING 1 \
+                 ), \
+                 gone AS ( \
+                   DELETE FROM {line} AS q USING now \
+                   WHERE q.name = $1 AND ((q.owner = $2 AND EXISTS (SELECT 1 FROM won)) \
+                                          OR (q.owner <> $2 AND q.kept_until <= now.at)) \
+                   RETURNING 1 \
+                 ) \
+                 SELECT won.token AS won, prev.owner, prev.token, \
+                   CASE WHEN prev.expires_at > now.at \
+                        THEN (extract(epoch FROM prev.expires_at - now.at) * 1000000)::bigint END AS left_us, \
+                   ahead.any AS behind, ahead.first_left_ms \
+                 FROM now CROSS JOIN ahead LEFT JOIN won ON true LEFT JOIN prev ON true"
+            )),
+            leave_line: Sql::new(format!(
+                "WITH gone AS (DELETE FROM {line} WHERE name = $1 AND owner = $2 RETURNING name), \
+                 notified AS (SELECT pg_notify($3, name) FROM gone) \
+                 SELECT count(*) AS gone FROM notified"
+            )),
             acquire: Sql::new(format!(
                 "WITH now AS MATERIALIZED (SELECT clock_timestamp() AS at), \
                  prev AS (SELECT owner, token, expires_at FROM {table} WHERE name = $1), \
@@ -127,14 +222,7 @@ impl Statements {
                    INSERT INTO {table} AS l (name, owner, token, expires_at) \
                    SELECT $1, $2, {FIRST_TOKEN}, now.at + $3 * interval '1 millisecond' FROM now \
                    WHERE NOT EXISTS (SELECT 1 FROM prev WHERE prev.owner <> $2 AND prev.expires_at > now.at) \
-                   ON CONFLICT (name) DO UPDATE SET \
-                     owner = excluded.owner, \
-                     token = CASE WHEN l.owner = excluded.owner AND l.expires_at > (SELECT at FROM now) \
-                                  THEN l.token ELSE l.token + 1 END, \
-                     expires_at = excluded.expires_at \
-                   WHERE l.owner IS NULL OR l.expires_at IS NULL \
-                      OR l.expires_at <= (SELECT at FROM now) OR l.owner = excluded.owner \
-                   RETURNING l.token \
+                   {GRANT_ON_CONFLICT} \
                  ) \
                  SELECT won.token AS won, prev.owner, prev.token, \
                    CASE WHEN prev.expires_at > now.at \

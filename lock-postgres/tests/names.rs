@@ -235,3 +235,51 @@ async fn a_dropped_table_comes_back() {
     ));
     assert!(matches!(lock.inspect(&name).await.unwrap(), LockState::Locked(h) if h.owner == owner));
 }
+
+/// The waiters' line table sits beside the lock table, unlogged; one missing (a table made by
+/// an earlier version, or dropped under a running handle) is created again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_line_table_is_unlogged_and_comes_back() {
+    let table = format!("lined_{}", &OwnerId::random().as_str()[..8]);
+    let url = format!("{}?table={table}", url());
+    let persistence = |t: &str| {
+        psql(&format!(
+            "SELECT relpersistence FROM pg_class WHERE relname = '{t}'"
+        ))
+    };
+    let lock = PostgresLock::connect(&url).await.unwrap();
+    assert_eq!(persistence(&table), "p", "the lock table is logged");
+    assert_eq!(
+        persistence(&format!("{table}_line")),
+        "u",
+        "the line is not"
+    );
+
+    let (name, a, b) = (
+        LockName::new("n").unwrap(),
+        OwnerId::random(),
+        OwnerId::random(),
+    );
+    let patience = std::time::Duration::from_secs(60);
+    assert!(matches!(
+        lock.try_acquire(&name, &a, ttl()).await.unwrap(),
+        AcquireOutcome::Acquired(_)
+    ));
+    psql(&format!("DROP TABLE public.{table}_line"));
+    assert!(matches!(
+        lock.try_acquire_in_line(&name, &b, ttl(), patience).await.unwrap(),
+        lock_core::InLineOutcome::Held(h) if h.owner == a
+    ));
+    assert_eq!(
+        psql(&format!("SELECT owner FROM public.{table}_line")),
+        b.as_str()
+    );
+
+    psql(&format!("DROP TABLE public.{table}_line"));
+    PostgresLock::connect(&url).await.unwrap();
+    assert_eq!(
+        persistence(&format!("{table}_line")),
+        "u",
+        "created at connect"
+    );
+}
