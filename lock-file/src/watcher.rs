@@ -1,23 +1,48 @@
-//! Change notification for waiters: one inotify (or platform) watcher per handle, on the
-//! directories of the lock files someone waits on, fanned out per file by a [`ChangeHub`].
+//! Change notification for waiters: on Linux one inotify instance per handle, read by its own
+//! thread (`inotify.rs`), on the directories of the lock files someone waits on, fanned out
+//! per file by a [`ChangeHub`]. Only writes that leave a lock file without a live lease (a release, a force release, a
+//! waiter leaving the line of an open name) wake anyone, and of the waiters standing in the
+//! name's line, only the first's turn (read from the line file, without its `flock`: a line
+//! read mid-write wakes them all, and a turn missed costs a waiter no more than its next
+//! look, within 200 ms). Elsewhere there is no watcher, and waiters poll.
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod inotify;
+
+use std::ffi::OsStr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use lock_core::{ChangeFuture, ChangeHub};
-use notify::event::ModifyKind;
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use self::inotify::Watching;
+use crate::line::{self, Line};
+use crate::record::{MAX_FILE_LEN, RECORD_LEN, Record};
+
+/// No change notification where there is no inotify: waiters poll.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+enum Watching {}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+impl Watching {
+    fn start(_: Arc<ChangeHub>) -> Result<Self, &'static str> {
+        Err("this platform has no inotify")
+    }
+
+    fn watch(&self, _: &Path) -> bool {
+        match *self {}
+    }
+
+    fn failed(&self) -> bool {
+        match *self {}
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct Watcher {
     hub: Arc<ChangeHub>,
     state: Mutex<Option<Watching>>,
-}
-
-struct Watching {
-    watcher: RecommendedWatcher,
-    dirs: HashSet<PathBuf>,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -27,54 +52,126 @@ impl std::fmt::Debug for Watcher {
 }
 
 impl Watcher {
-    /// A future that completes when `file` is written after this call; `None` when the
-    /// platform watcher cannot be had (waiters then poll).
+    /// A future that completes when `file` is written after this call; `None` when inotify
+    /// cannot be had (waiters then poll).
     pub(crate) fn subscribe(&self, file: &Path) -> Option<ChangeFuture> {
-        let dir = file.parent()?;
-        let change = self.hub.subscribe(&key(file));
+        self.watch_dir(file).then(|| self.hub.subscribe(&key(file)))
+    }
+
+    /// As [`subscribe`](Self::subscribe), for `owner` standing in `file`'s line: an opening
+    /// wakes it only when its place stands first.
+    pub(crate) fn subscribe_turn(&self, file: &Path, owner: &str) -> Option<ChangeFuture> {
+        self.watch_dir(file)
+            .then(|| self.hub.subscribe_turn(&key(file), owner))
+    }
+
+    /// Makes sure `file`'s directory is watched; `false` when it cannot be.
+    fn watch_dir(&self, file: &Path) -> bool {
+        let Some(dir) = file.parent() else {
+            return false;
+        };
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.is_none() {
-            let hub = self.hub.clone();
-            let watcher =
-                notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                    let Ok(event) = event else { return };
-                    // Writes change a lease; opens and closes do not, and waking on them would
-                    // have every waiter's own try wake all the others.
-                    if matches!(
-                        event.kind,
-                        EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any)
-                            | EventKind::Remove(_)
-                    ) {
-                        for path in &event.paths {
-                            hub.notify(&key(path));
-                        }
-                    }
-                });
-            match watcher {
-                Ok(watcher) => {
-                    *state = Some(Watching {
-                        watcher,
-                        dirs: HashSet::new(),
-                    });
-                }
+        if state.as_ref().is_none_or(Watching::failed) {
+            match Watching::start(self.hub.clone()) {
+                Ok(watching) => *state = Some(watching),
                 Err(e) => {
                     tracing::warn!(error = %e, "no file change notification; waiters poll");
-                    return None;
+                    return false;
                 }
             }
         }
-        let watching = state.as_mut().expect("set above");
-        if !watching.dirs.contains(dir) {
-            if let Err(e) = watching.watcher.watch(dir, RecursiveMode::NonRecursive) {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch; waiters poll");
-                return None;
-            }
-            watching.dirs.insert(dir.to_owned());
-        }
-        Some(change)
+        state.as_ref().expect("set above").watch(dir)
     }
+}
+
+/// Whether `path` is a lock file (not a line file beside it, which no one watches).
+fn is_lock_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == OsStr::new("lock"))
+}
+
+/// Whether the lock file at `path` holds a live lease right now. A write that leaves one (a
+/// grant, a renewal) wakes no waiter: they are woken by the release that follows, or sleep
+/// until the lease's end. Read without the `flock`, so a write under way may show half a
+/// record: anything not read as a live lease wakes the waiters, who then look for themselves.
+fn held_now(path: &Path) -> bool {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = Vec::with_capacity(RECORD_LEN);
+    let read = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .and_then(|f| f.take(MAX_FILE_LEN).read_to_end(&mut bytes));
+    read.is_ok()
+        && Record::parse(&bytes).is_ok_and(|r| r.is_some_and(|r| r.live_owner(now_ms()).is_some()))
+}
+
+/// The owner standing first in the line of the lock file at `path`, read without the `flock`;
+/// `None` when there is no line or it cannot be read (then every turn wakes).
+fn first_in_line(path: &Path) -> Option<String> {
+    let line = Line::read(&line::path_of(path)).ok()?;
+    line.first_live(now_ms()).map(str::to_owned)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn key(path: &Path) -> String {
     path.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use lock_core::OwnerId;
+
+    use super::*;
+
+    #[test]
+    fn only_a_live_lease_keeps_waiters_asleep() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.lock");
+        let owner = OwnerId::random();
+        let cases: [(&[u8], bool); 5] = [
+            (&Record::held(&owner, 7, u64::MAX).to_bytes(), true),
+            (&Record::held(&owner, 7, 1).to_bytes(), false), // expired
+            (&Record::open(7).to_bytes(), false),
+            (b"{\"v\":1,\"own", false), // half a write
+            (b"", false),
+        ];
+        for (bytes, held) in cases {
+            std::fs::write(&path, bytes).unwrap();
+            assert_eq!(
+                held_now(&path),
+                held,
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        assert!(!held_now(&dir.path().join("missing.lock")));
+        assert!(is_lock_file(&path));
+        assert!(!is_lock_file(&dir.path().join("job.line")));
+    }
+
+    #[test]
+    fn the_turn_is_the_first_place_still_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.lock");
+        let far = u64::MAX / 2;
+        let cases: [(Option<String>, Option<&str>); 5] = [
+            (None, None), // no line file
+            (Some(String::new()), None),
+            (Some(format!("{far} aaaa\n{far} bbbb\n")), Some("aaaa")),
+            (Some(format!("1 aaaa\n{far} bbbb\n")), Some("bbbb")), // the first lapsed
+            (Some("\u{fffd}garbled".into()), None),
+        ];
+        for (text, first) in cases {
+            if let Some(text) = &text {
+                std::fs::write(line::path_of(&path), text).unwrap();
+            }
+            assert_eq!(first_in_line(&path).as_deref(), first, "{text:?}");
+        }
+    }
 }

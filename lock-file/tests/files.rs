@@ -4,7 +4,9 @@
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 
-use lock_core::{AcquireOutcome, Error, Lock, LockName, LockState, OwnerId, ReleaseOutcome, Ttl};
+use lock_core::{
+    AcquireOutcome, Error, InLineOutcome, Lock, LockName, LockState, OwnerId, ReleaseOutcome, Ttl,
+};
 use lock_file::FileLock;
 
 fn ttl() -> Ttl {
@@ -97,6 +99,59 @@ async fn a_symlink_planted_at_the_path_is_never_followed() {
         "{err:?}"
     );
     assert!(lock.force_release(&n).await.is_err());
+    assert_eq!(fs::read_to_string(&target).unwrap(), "keep me");
+}
+
+/// The waiters' line lives in `<name>.line` beside the lock file, 0600, blank when empty;
+/// a symlink planted there is never followed, and a single try does not look at it.
+#[tokio::test]
+async fn the_line_file_is_private_and_never_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lock = FileLock::new(tmp.path().join("locks")).unwrap();
+    let (n, a, b) = (name("job"), OwnerId::random(), OwnerId::random());
+    let line = lock.path_of(&n).with_extension("line");
+    let patience = std::time::Duration::from_secs(60);
+    assert!(matches!(
+        lock.try_acquire(&n, &a, ttl()).await.unwrap(),
+        AcquireOutcome::Acquired(_)
+    ));
+    assert!(matches!(
+        lock.try_acquire_in_line(&n, &b, ttl(), patience).await.unwrap(),
+        InLineOutcome::Held(h) if h.owner == a
+    ));
+    assert_eq!(mode(&line), 0o600);
+    assert!(
+        fs::read_to_string(&line)
+            .unwrap()
+            .ends_with(&format!(" {b}\n"))
+    );
+    lock.leave_line(&n, &b).await.unwrap();
+    assert!(
+        fs::read_to_string(&line).unwrap().trim().is_empty(),
+        "an empty line is blank"
+    );
+
+    let target = tmp.path().join("precious");
+    fs::write(&target, "keep me").unwrap();
+    fs::remove_file(&line).unwrap();
+    symlink(&target, &line).unwrap();
+    let err = lock
+        .try_acquire_in_line(&n, &b, ttl(), patience)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { location, detail, .. }
+            if detail.contains("symbolic link") && location.ends_with(".line")),
+        "{err:?}"
+    );
+    assert_eq!(
+        lock.release(&n, &a).await.unwrap(),
+        ReleaseOutcome::Released
+    );
+    assert!(matches!(
+        lock.try_acquire(&n, &b, ttl()).await.unwrap(),
+        AcquireOutcome::Acquired(_)
+    ));
     assert_eq!(fs::read_to_string(&target).unwrap(), "keep me");
 }
 

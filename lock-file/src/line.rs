@@ -1,0 +1,261 @@
+//! The waiters' line of one lock name: `<escaped name>.line` beside its `.lock` file, read
+//! and rewritten only under the lock file's `flock`, so that a decision on the lease and on
+//! the line is one atomic step.
+//!
+//! One place per text line, first come first: `<kept until, ms since the Unix epoch> <owner>`.
+//! A place is worth nothing after a crash (its waiter asks again), so the file is written
+//! without `fsync`, and lines that cannot be read (a torn write) are dropped as places that
+//! lapsed.
+//!
+//! The file is only written when the line changed, in place, padded with empty lines to at
+//! least its old length, and never removed: an empty line is one `\n`. Cutting a file costs
+//! ext4 a journal update, and a file cut to nothing and written again is flushed to disk on
+//! close (the `auto_da_alloc` safeguard for replace-by-truncate): that made every write of the
+//! line a disk round trip, milliseconds on a virtual disk, all of it under the lock file's
+//! `flock`. A file grown past 4 KiB by a crowd of waiters is cut back once, when it empties.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// A line file longer than this is cut back when its line empties.
+const SHRINK_ABOVE: u64 = 4096;
+
+/// The line file that goes with the lock file at `lock_path`.
+pub(crate) fn path_of(lock_path: &Path) -> PathBuf {
+    lock_path.with_extension("line")
+}
+
+/// A line as read: places in order, each kept until a time in ms.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Line {
+    places: Vec<(u64, String)>,
+    /// The places as read, to tell whether the line changed.
+    read: Vec<(u64, String)>,
+    /// The file's length as read.
+    len: u64,
+}
+
+fn parse(text: &str) -> Vec<(u64, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let (until, owner) = l.split_once(' ')?;
+            let owner = lock_core::OwnerId::new(owner).ok()?;
+            Some((until.parse().ok()?, owner.as_str().to_owned()))
+        })
+        .collect()
+}
+
+/// Why a line file cannot be used.
+#[derive(Debug)]
+pub(crate) enum LineError {
+    /// Something other than a regular file stands there (a planted link, a directory).
+    Foreign(String),
+    /// Reading or writing failed.
+    Io(&'static str, std::io::Error),
+}
+
+impl Line {
+    /// The line in `path`, empty when there is no file.
+    pub(crate) fn read(path: &Path) -> Result<Self, LineError> {
+        let mut file = match open(path, false) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(opened(e)),
+        };
+        let meta = file.metadata().map_err(|e| LineError::Io("inspect", e))?;
+        if !meta.is_file() {
+            return Err(LineError::Foreign("not a regular file".into()));
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| LineError::Io("read", e))?;
+        // Bytes that are not UTF-8 are a torn or foreign write: no readable places.
+        let places = std::str::from_utf8(&bytes).map(parse).unwrap_or_default();
+        Ok(Self {
+            read: places.clone(),
+            places,
+            len: meta.len(),
+        })
+    }
+
+    /// Drops the places not kept past `now_ms` and keeps `owner`'s until `until_ms` (at the
+    /// back when it had none, or when its place lapsed), unless it is kept past `enough_ms`
+    /// already. Says whether `owner` is now first.
+    pub(crate) fn keep(&mut self, owner: &str, now_ms: u64, enough_ms: u64, until_ms: u64) -> bool {
+        self.places
+            .retain(|(until, o)| *until > now_ms || o == owner);
+        match self.places.iter_mut().find(|(_, o)| o == owner) {
+            Some(place) if place.0 > enough_ms && place.0 > now_ms => {}
+            Some(place) if place.0 > now_ms => place.0 = until_ms,
+            _ => {
+                self.places.retain(|(_, o)| o != owner);
+                self.places.push((until_ms, owner.to_owned()));
+            }
+        }
+        self.places[0].1 == owner
+    }
+
+    /// The owner of the first place kept past `now_ms`, if any.
+    pub(crate) fn first_live(&self, now_ms: u64) -> Option<&str> {
+        self.places
+            .iter()
+            .find(|(until, _)| *until > now_ms)
+            .map(|(_, owner)| owner.as_str())
+    }
+
+    /// Until when the first place is kept (ms), if there is one.
+    pub(crate) fn first_kept_until(&self) -> Option<u64> {
+        self.places.first().map(|(until, _)| *until)
+    }
+
+    /// Removes `owner`'s place; says whether it had one.
+    pub(crate) fn leave(&mut self, owner: &str) -> bool {
+        let before = self.places.len();
+        self.places.retain(|(_, o)| o != owner);
+        self.places.len() < before
+    }
+
+    /// Writes the line to `path` if it changed since it was read: in place, never shorter
+    /// than one byte (see the module's documentation).
+    pub(crate) fn write(&self, path: &Path) -> Result<(), LineError> {
+        if self.places == self.read {
+            return Ok(());
+        }
+        let mut text: String = self
+            .places
+            .iter()
+            .map(|(until, owner)| format!("{until} {owner}\n"))
+            .collect();
+        // Never shorter than what stands there: cutting a file makes ext4 journal the change
+        // (and a cut to nothing flushes it on close), milliseconds under the flock. Empty
+        // lines are no places. A file grown past a page by a crowd is cut once it empties.
+        let len = (text.len() as u64).max(self.len).max(1);
+        let cut = self.places.is_empty() && self.len > SHRINK_ABOVE;
+        let len = if cut { 1 } else { len };
+        text.extend(std::iter::repeat_n(
+            '\n',
+            (len as usize).saturating_sub(text.len()),
+        ));
+        let mut file = open(path, true).map_err(opened)?;
+        file.write_all(text.as_bytes())
+            .map_err(|e| LineError::Io("write", e))?;
+        if cut {
+            file.set_len(len)
+                .map_err(|e| LineError::Io("truncate", e))?;
+        }
+        Ok(())
+    }
+}
+
+fn opened(e: std::io::Error) -> LineError {
+    if e.raw_os_error() == Some(nix::libc::ELOOP) {
+        LineError::Foreign("a symbolic link stands there; it is never followed".into())
+    } else {
+        LineError::Io("open", e)
+    }
+}
+
+fn open(path: &Path, write: bool) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(write)
+        .create(write)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    #[test]
+    fn unreadable_lines_are_dropped_as_lapsed_places() {
+        let cases = [
+            ("", vec![]),
+            ("\n", vec![]),
+            ("10 a\n", vec![(10, "a")]),
+            ("10 a\n20 b\n", vec![(10, "a"), (20, "b")]),
+            ("10 a\ngarbage\n20 b", vec![(10, "a"), (20, "b")]),
+            ("x a\n", vec![]),
+            ("10\n", vec![]),
+            ("10 two words\n", vec![]),
+            ("-1 a\n", vec![]),
+        ];
+        for (text, want) in cases {
+            let want: Vec<(u64, String)> =
+                want.into_iter().map(|(t, o)| (t, o.to_owned())).collect();
+            assert_eq!(parse(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn first_come_first_served_and_lapsed_places_go() {
+        let mut line = Line::default();
+        // (owner, now, enough, until) -> first, and the places after.
+        type Step<'a> = (&'a str, u64, u64, u64, bool, &'a [(u64, &'a str)]);
+        let steps: [Step; 7] = [
+            (A, 0, 50, 100, true, &[(100, A)]),
+            (B, 0, 50, 100, false, &[(100, A), (100, B)]),
+            (A, 20, 70, 120, true, &[(100, A), (100, B)]), // kept past 70: left alone
+            (A, 60, 110, 160, true, &[(160, A), (100, B)]), // same rank, kept longer
+            (B, 120, 170, 220, false, &[(160, A), (220, B)]), // B lapsed: back of the line
+            (B, 130, 180, 230, false, &[(160, A), (220, B)]),
+            (B, 170, 220, 270, true, &[(270, B)]), // A lapsed: gone, B first
+        ];
+        for (i, (owner, now, enough, until, first, after)) in steps.into_iter().enumerate() {
+            assert_eq!(line.keep(owner, now, enough, until), first, "step {i}");
+            let after: Vec<_> = after.iter().map(|(t, o)| (*t, (*o).to_owned())).collect();
+            assert_eq!(line.places, after, "step {i}");
+        }
+        assert!(line.leave(B));
+        assert!(!line.leave(B));
+        assert!(line.places.is_empty());
+    }
+
+    #[test]
+    fn written_in_place_only_when_changed_and_never_shorter() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.line");
+        let text = || std::fs::read_to_string(&path).unwrap();
+        let mut line = Line::read(&path).unwrap();
+        line.keep(A, 0, 0, 100);
+        line.keep(B, 0, 0, 100);
+        line.write(&path).unwrap();
+        let full = format!("100 {A}\n100 {B}\n");
+        assert_eq!(text(), full);
+        let mut line = Line::read(&path).unwrap();
+        line.leave(A);
+        line.write(&path).unwrap();
+        assert_eq!(text().len(), full.len(), "padded, not cut");
+        assert_eq!(parse(&text()), vec![(100, B.to_owned())]);
+        let mut line = Line::read(&path).unwrap();
+        line.leave(B);
+        line.write(&path).unwrap();
+        assert_eq!(text(), "\n".repeat(full.len()));
+        assert!(parse(&text()).is_empty());
+
+        // A crowd's file is cut back once its line empties.
+        let mut line = Line::read(&path).unwrap();
+        for i in 0..200 {
+            line.keep(&format!("{i:032}"), 0, 0, 100);
+        }
+        line.write(&path).unwrap();
+        assert!(text().len() > 4096);
+        let mut line = Line::read(&path).unwrap();
+        for i in 0..200 {
+            line.leave(&format!("{i:032}"));
+        }
+        line.write(&path).unwrap();
+        assert_eq!(text(), "\n");
+
+        let untouched = Line::read(&dir.path().join("y.line")).unwrap();
+        untouched.write(&dir.path().join("y.line")).unwrap();
+        assert!(!dir.path().join("y.line").exists(), "no change, no file");
+    }
+}
