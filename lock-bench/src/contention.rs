@@ -5,17 +5,16 @@
 //! holder switches, handoff times (release begun by one worker → acquire returned in
 //! another) and waits. The counter must end at workers × cycles, or the lock let two in.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
 use lock::{AcquireOptions, Acquisition, Guard, Lock, LockName, ReleaseOutcome, Ttl, Wait};
 use serde::{Deserialize, Serialize};
 
-use crate::Res;
 use crate::procfs::monotonic_ns;
 use crate::stats::Spread;
+use crate::{Res, together};
 
 /// The ttl of contended leases: far longer than a turn, so expiry plays no part.
 const TTL_MS: u64 = 10_000;
@@ -67,45 +66,19 @@ pub fn run(url: &str, workers: usize, cycles: usize, scratch: &Path) -> Res<Cont
     let counter = scratch.join("contention-counter");
     std::fs::write(&counter, "0")?;
     let exe = std::env::current_exe()?;
-    let mut children = Vec::new();
-    for _ in 0..workers {
-        let child = Command::new(&exe)
-            .args(["__contend", "--url", url, "--name", "contended", "--cycles"])
-            .arg(cycles.to_string())
-            .arg("--counter")
-            .arg(&counter)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        children.push(child);
-    }
-    // Everyone connected and warmed up before anyone starts.
-    let mut readers = Vec::new();
-    for child in &mut children {
-        let mut reader = BufReader::new(child.stdout.take().ok_or("worker stdout")?);
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        if line.trim() != "ready" {
-            return Err(format!("a contention worker said {line:?} instead of ready").into());
-        }
-        readers.push(reader);
-    }
-    for child in &mut children {
-        child
-            .stdin
-            .take()
-            .ok_or("worker stdin")?
-            .write_all(b"go\n")?;
-    }
+    let commands = (0..workers)
+        .map(|_| {
+            let mut command = Command::new(&exe);
+            command
+                .args(["__contend", "--url", url, "--name", "contended", "--cycles"])
+                .arg(cycles.to_string())
+                .arg("--counter")
+                .arg(&counter);
+            command
+        })
+        .collect();
     let mut per_worker = Vec::new();
-    for (mut reader, mut child) in readers.into_iter().zip(children) {
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let status = child.wait()?;
-        if !status.success() {
-            return Err(format!("a contention worker failed: {status}").into());
-        }
+    for line in together::run("contention", commands)? {
         let output: WorkerOutput = serde_json::from_str(&line)?;
         per_worker.push(output.stamps);
     }

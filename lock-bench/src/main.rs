@@ -12,6 +12,7 @@ mod durability;
 mod floor_file;
 mod floor_postgres;
 mod floor_redis;
+mod floor_ring;
 mod ours;
 mod procfs;
 mod report;
@@ -19,6 +20,7 @@ mod rounds;
 mod scale;
 mod servers;
 mod stats;
+mod together;
 mod uncontended;
 
 use std::path::PathBuf;
@@ -65,6 +67,18 @@ enum Worker {
         cycles: usize,
         #[arg(long)]
         counter: PathBuf,
+    },
+    /// A ring worker of the files' handoff floor: turns on stdout.
+    #[command(name = "__ring", hide = true)]
+    Ring {
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long)]
+        index: usize,
+        #[arg(long)]
+        workers: usize,
+        #[arg(long)]
+        turns: usize,
     },
     /// The scale worker: many leases, many waiters, a report on stdout.
     #[command(name = "__scale", hide = true)]
@@ -156,6 +170,12 @@ fn main() -> ExitCode {
             cycles,
             counter,
         }) => runtime().and_then(|rt| rt.block_on(contention::worker(url, name, *cycles, counter))),
+        Some(Worker::Ring {
+            file,
+            index,
+            workers,
+            turns,
+        }) => floor_ring::worker(file, *index, *workers, *turns),
         Some(Worker::Scale {
             backend,
             base,
@@ -212,6 +232,30 @@ fn bench(cli: &Cli) -> Res<()> {
             settings.cycles_per_worker,
             scratch.path(),
         )?;
+        let handoff_floor = if backend == Backend::File {
+            eprintln!("lock-bench: {name}: the handoff floor, a turn passed round a ring");
+            Some(floor_ring::run(
+                &scratch.path().join("ring"),
+                settings.workers,
+                settings.cycles_per_worker,
+            )?)
+        } else {
+            None
+        };
+        // The same contention without durable commits: what the flushes cost the handoff.
+        let contention_async = if backend == Backend::Postgres {
+            eprintln!("lock-bench: {name}: contention again, synchronous_commit=off");
+            let url = lock_url(backend, &base, "contention_async")
+                + "&options=-c%20synchronous_commit%3Doff";
+            Some(contention::run(
+                &url,
+                settings.workers,
+                settings.cycles_per_worker,
+                scratch.path(),
+            )?)
+        } else {
+            None
+        };
         eprintln!(
             "lock-bench: {name}: scale, {} leases and {} waiters",
             settings.leases, settings.waiters
@@ -224,6 +268,8 @@ fn bench(cli: &Cli) -> Res<()> {
             uncontended,
             durability,
             contention,
+            contention_async,
+            handoff_floor,
             scale,
         });
         drop(server);

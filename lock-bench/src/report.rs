@@ -11,6 +11,7 @@ use crate::durability::DurabilityReport;
 use crate::procfs::{Machine, Steal};
 use crate::scale::ScaleReport;
 use crate::servers::Backend;
+use crate::stats::Spread;
 use crate::uncontended::UncontendedReport;
 
 /// The whole run.
@@ -44,6 +45,14 @@ pub struct BackendReport {
     pub durability: Option<DurabilityReport>,
     /// Several processes on one name.
     pub contention: ContentionReport,
+    /// Postgres only: the same with `synchronous_commit = off` (not crash-safe), to show what
+    /// durable commits cost a handoff.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contention_async: Option<ContentionReport>,
+    /// Files only: the same processes passing a turn round a ring through one file (inotify +
+    /// `flock`, no library): the kernel's share of a fair handoff.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handoff_floor: Option<Spread>,
     /// Many leases, many waiters.
     pub scale: ScaleReport,
 }
@@ -214,26 +223,21 @@ pub fn human(report: &Report) -> String {
                 );
             }
         }
-        let c = &b.contention;
-        let _ = writeln!(
-            s,
-            "contention: {} processes x {} cycles on one name guarding a counter (counter {})",
-            c.workers,
-            c.cycles_per_worker,
-            if c.counter_ok { "exact" } else { "WRONG" }
-        );
-        let _ = writeln!(
-            s,
-            "  {:.0} cycles/s, {} holder switches; handoff mean {:.1} us, p99 {:.1} us; wait p50 {:.1} us, p99 {:.1} us, longest {:.1} us; worst worker p99 wait {:.1} us",
-            c.cycles_per_s,
-            c.holder_switches,
-            c.handoff.mean_us,
-            c.handoff.p99_us,
-            c.wait.p50_us,
-            c.wait.p99_us,
-            c.wait.max_us,
-            c.worst_worker_p99_wait_us
-        );
+        contention_lines(&mut s, &b.contention, "");
+        if let Some(f) = &b.handoff_floor {
+            let _ = writeln!(
+                s,
+                "  handoff floor, {} processes passing a turn round a ring through one file (inotify + flock, no library): mean {:.1} us, p50 {:.1} us, p99 {:.1} us",
+                b.contention.workers, f.mean_us, f.p50_us, f.p99_us
+            );
+        }
+        if let Some(c) = &b.contention_async {
+            contention_lines(
+                &mut s,
+                c,
+                ", with synchronous_commit=off (not crash-safe: what the durable commits cost)",
+            );
+        }
         let l = &b.scale.leases;
         let _ = writeln!(s, "scale: {} leases held at once, {}", l.held, l.held_as);
         let _ = writeln!(
@@ -294,4 +298,27 @@ fn steal(steal: &Steal) -> String {
         "{:.2}% ({} -> {} ticks)",
         steal.percent, steal.before_ticks, steal.after_ticks
     )
+}
+
+/// The two lines of a contention section.
+fn contention_lines(s: &mut String, c: &ContentionReport, note: &str) {
+    let _ = writeln!(
+        s,
+        "contention: {} processes x {} cycles on one name guarding a counter (counter {}){note}",
+        c.workers,
+        c.cycles_per_worker,
+        if c.counter_ok { "exact" } else { "WRONG" }
+    );
+    let _ = writeln!(
+        s,
+        "  {:.0} cycles/s, {} holder switches; handoff mean {:.1} us, p99 {:.1} us; wait p50 {:.1} us, p99 {:.1} us, longest {:.1} us; worst worker p99 wait {:.1} us",
+        c.cycles_per_s,
+        c.holder_switches,
+        c.handoff.mean_us,
+        c.handoff.p99_us,
+        c.wait.p50_us,
+        c.wait.p99_us,
+        c.wait.max_us,
+        c.worst_worker_p99_wait_us
+    );
 }

@@ -296,9 +296,8 @@ async fn many_waiters(backend: Backend, base: &str, count: usize) -> Res<Waiters
             Backend::Redis => 2,
             // The pool (pool_max, 10 by default) and the LISTEN connection.
             Backend::Postgres => 11,
-            // The watcher (an inotify instance, and the epoll instance and wake-up eventfd
-            // of the notify crate's event loop), and a lock file open for an operation in
-            // flight.
+            // The watcher (an inotify instance, and the two ends of the pipe that ends its
+            // thread), and a lock file open for an operation in flight.
             Backend::File => 4,
         },
         inotify_instances: inotify,

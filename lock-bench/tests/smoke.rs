@@ -87,6 +87,13 @@ fn quick_json_run_has_every_section_with_positive_figures() {
             "{name}: {used} connections for {waiters} waiters"
         );
     }
+    let fast = &backends[1]["contention_async"];
+    assert_eq!(
+        fast["counter_ok"],
+        Value::Bool(true),
+        "Postgres without durable commits"
+    );
+    positive(&backends[1], "/contention_async/handoff/mean_us");
     let durability = backends[1]["durability"]["combinations"]
         .as_array()
         .expect("Postgres has the durability section");
