@@ -513,6 +513,34 @@ pub async fn release_wakes_watchers_and_the_first_in_line(s: &Suite) {
         .expect("a plain watcher is woken by the release, whoever stands in line");
 }
 
+/// watch: a waiter leaving the line of an open name wakes the turn of the one now first.
+pub async fn leaving_the_line_wakes_the_next_turn(s: &Suite) {
+    if !s.requires("wake_on_release", s.capabilities().wake_on_release)
+        || !s.requires("fair_line", s.capabilities().fair_line)
+    {
+        return;
+    }
+    let [a, b, c] = s.clients().await;
+    let name = s.name("n");
+    let keep = Duration::from_millis(LONG);
+    acquired(a.acquire(&name, ttl(LONG)).await);
+    held(b.in_line(&name, ttl(LONG), keep).await);
+    held(c.in_line(&name, ttl(LONG), keep).await);
+    assert_eq!(a.release(&name).await, ReleaseOutcome::Released);
+    // Open, b first: c watches for its turn, and b gives up its place instead of taking it.
+    let turn = c
+        .lock
+        .watch_turn(&name, &c.owner)
+        .await
+        .expect("watch_turn")
+        .expect("a turn to watch");
+    b.leave_line(&name).await;
+    tokio::time::timeout(PATIENCE, turn)
+        .await
+        .expect("the next in line is woken when the first leaves an open name");
+    acquired(c.in_line(&name, ttl(LONG), keep).await);
+}
+
 /// acquire with wait: a waiter is handed the lock when the holder's lease expires.
 pub async fn waiter_wakes_on_expiry(s: &Suite) {
     if !s.requires("expiry", s.capabilities().expiry) {

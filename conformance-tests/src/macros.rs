@@ -36,6 +36,7 @@ macro_rules! suite {
             one_handle_many_tasks,
             waiter_wakes_on_release,
             release_wakes_watchers_and_the_first_in_line,
+            leaving_the_line_wakes_the_next_turn,
             waiter_wakes_on_expiry,
             wait_runs_out_with_the_holder,
             line_serves_waiters_in_order,

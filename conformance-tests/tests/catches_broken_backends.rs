@@ -205,6 +205,15 @@ fn a_release_that_wakes_the_wrong_turn_is_caught() {
 }
 
 #[test]
+fn a_leave_that_wakes_the_wrong_turn_is_caught() {
+    assert!(fails(
+        Bug::WrongTurn,
+        "leaving_the_line_wakes_the_next_turn",
+        |s| Box::pin(cases::leaving_the_line_wakes_the_next_turn(s))
+    ));
+}
+
+#[test]
 fn an_intact_backend_passes_the_same_cases() {
     let setup = || BrokenSetup(Bug::FlatTokens, Arc::new(MemoryLock::new()));
     // FlatTokens breaks only fencing: the other cases pass on it, so `fails` is not

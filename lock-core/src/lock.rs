@@ -157,6 +157,9 @@ pub trait Lock: Send + Sync + fmt::Debug {
     /// - a backend with [`Capabilities::wake_on_release`] returns `Some`, and a release made
     ///   after `watch_turn` returned, while `owner`'s place stands first, completes the future
     ///   promptly.
+    /// - a waiter leaving the line of an open name (see [`leave_line`](Lock::leave_line)) after
+    ///   `watch_turn` returned, while `owner`'s place stands next, completes the future
+    ///   promptly.
     /// - the default is [`watch`](Lock::watch).
     ///
     /// A waiter behind another still looks again at least every 200 ms to keep its place, so a
