@@ -246,6 +246,19 @@ impl Lock for PostgresLock {
         }
     }
 
+    /// In lease mode a release NOTIFYs the owner first in line, and only that waiter's turn
+    /// wakes; in session mode there is no line and this is [`watch`](Lock::watch).
+    async fn watch_turn(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+    ) -> Result<Option<ChangeFuture>, Error> {
+        match &self.inner.session {
+            Some(_) => self.watch(name).await,
+            None => self.inner.notifier.watch_turn(name, owner).await,
+        }
+    }
+
     async fn watch(&self, name: &LockName) -> Result<Option<ChangeFuture>, Error> {
         let change = self.inner.notifier.watch(name).await?;
         Ok(match (change, &self.inner.session) {

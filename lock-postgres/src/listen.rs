@@ -1,10 +1,11 @@
 //! Wake-ups: one LISTEN connection per handle, opened on the first watch, feeding a
-//! [`ChangeHub`] with the names that releases NOTIFY.
+//! [`ChangeHub`] with the names that releases NOTIFY (and the owner first in line, when one
+//! stands there).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use lock_core::{ChangeFuture, ChangeHub, Error, LockName};
+use lock_core::{ChangeFuture, ChangeHub, Error, LockName, OwnerId};
 use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
@@ -50,10 +51,30 @@ impl Notifier {
     /// The first call opens the LISTEN connection and returns only once LISTEN is active, so
     /// a release made after it returns is never missed.
     pub(crate) async fn watch(&self, name: &LockName) -> Result<Option<ChangeFuture>, Error> {
+        self.listening(|hub| hub.subscribe(name.as_str())).await
+    }
+
+    /// As [`watch`](Self::watch), for `owner` standing in `name`'s line: a release wakes it
+    /// only when the NOTIFY names it first in line, or names no one.
+    pub(crate) async fn watch_turn(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+    ) -> Result<Option<ChangeFuture>, Error> {
+        self.listening(|hub| hub.subscribe_turn(name.as_str(), owner.as_str()))
+            .await
+    }
+
+    /// `subscribe`'s future, once LISTEN is active (subscribed first, so that nothing between
+    /// is missed); `None` when LISTEN is off.
+    async fn listening(
+        &self,
+        subscribe: impl FnOnce(&ChangeHub) -> ChangeFuture,
+    ) -> Result<Option<ChangeFuture>, Error> {
         if !self.config.listen() {
             return Ok(None);
         }
-        let change = self.hub.subscribe(name.as_str());
+        let change = subscribe(&self.hub);
         self.task
             .get_or_try_init(|| async {
                 let listener = listen(&self.pool, &self.channel, &self.config).await?;
@@ -95,6 +116,15 @@ async fn listen(pool: &PgPool, channel: &str, config: &Config) -> Result<PgListe
     }
 }
 
+/// Wakes the waiters a NOTIFY payload names: `name`, or `name` + newline + the owner first in
+/// its line (then, of the waiters in line, only that one's turn).
+fn on_notification(hub: &ChangeHub, payload: &str) {
+    match payload.split_once('\n') {
+        Some((name, first)) => hub.notify_turn(name, Some(first)),
+        None => hub.notify(payload),
+    }
+}
+
 /// Hands each notification to the hub; after a lost connection, listens again and wakes
 /// every waiter, since releases may have passed unseen.
 async fn run(
@@ -106,7 +136,7 @@ async fn run(
 ) {
     loop {
         match listener.try_recv().await {
-            Ok(Some(notification)) => hub.notify(notification.payload()),
+            Ok(Some(notification)) => on_notification(&hub, notification.payload()),
             // The driver lost the connection and has listened again on a new one.
             Ok(None) => hub.notify_all(),
             Err(e) => {
@@ -124,6 +154,40 @@ async fn run(
                     }
                 };
                 hub.notify_all();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Who a payload wakes: (a plain waiter of `job`, the turn of `b`, the turn of `c`).
+    #[tokio::test]
+    async fn a_payload_wakes_its_name_and_only_the_turn_it_names() {
+        let cases: [(&str, [bool; 3]); 6] = [
+            ("job", [true, true, true]),      // no one in line: every turn
+            ("job\nb", [true, true, false]),  // b first
+            ("job\nx", [true, false, false]), // someone else first
+            ("other\nb", [false, false, false]),
+            ("job b", [false, false, false]), // a name with a space, not a turn
+            ("jo", [false, false, false]),
+        ];
+        for (payload, want) in cases {
+            let hub = ChangeHub::default();
+            let futs = [
+                hub.subscribe("job"),
+                hub.subscribe_turn("job", "b"),
+                hub.subscribe_turn("job", "c"),
+            ];
+            on_notification(&hub, payload);
+            for (fut, want) in futs.into_iter().zip(want) {
+                // A zero timeout still polls the future once: ready only when woken.
+                let woken = tokio::time::timeout(Duration::ZERO, fut).await.is_ok();
+                assert_eq!(woken, want, "{payload:?}");
             }
         }
     }

@@ -71,6 +71,20 @@ fn own_lock(key: &str) -> String {
     )
 }
 
+/// What a NOTIFY for name parameter `name` adds to its payload (an expression, in a statement
+/// with the `now` CTE): a newline and the owner standing first in the name's line, leaving
+/// out owner parameter `leaving`; nothing when no one stands in line. The listener then wakes
+/// only that owner's turn ([`ChangeHub::notify_turn`](lock_core::ChangeHub::notify_turn)).
+/// Names and owners have no control characters, so the payload splits at its one newline.
+fn first_in_line(line: &str, name: &str, leaving: Option<&str>) -> String {
+    let others = leaving.map_or(String::new(), |owner| format!("AND q.owner <> {owner} "));
+    format!(
+        "coalesce(E'\\n' || (SELECT q.owner FROM {line} AS q, now \
+           WHERE q.name = {name} {others}AND q.kept_until > now.at \
+           ORDER BY q.joined, q.owner LIMIT 1), '')"
+    )
+}
+
 /// The table's definition; the same for both modes.
 pub(crate) fn create_table(table: &str) -> String {
     format!(
@@ -125,15 +139,17 @@ pub(crate) struct Statements {
     /// waiter that asks often mostly only reads. Lapsed places of others are deleted on the
     /// way.
     pub(crate) in_line: Sql,
-    /// Leave the line: `$1` name, `$2` owner, `$3` channel. One row: `gone` (0 or 1); NOTIFY
-    /// when a place went, so that the waiters behind look again.
+    /// Leave the line: `$1` name, `$2` owner, `$3` channel. One row: `gone` (0 or 1), `woke`
+    /// (0 or 1). When a place went and the name is open, NOTIFY naming the one now first
+    /// ([`first_in_line`]), so that it looks again.
     pub(crate) leave_line: Sql,
     /// Lease renew: `$1` name, `$2` owner, `$3` ttl in ms. A row with `token` when renewed.
     pub(crate) renew: Sql,
     /// Lease release: `$1` name, `$2` owner, `$3` channel. One row: `released` (0 or 1), the
-    /// row as it was before (`owner`, `live`).
+    /// row as it was before (`owner`, `live`). NOTIFY naming the first in line when released.
     pub(crate) release: Sql,
-    /// Lease force release: `$1` name, `$2` channel. One row: `released` (0 or 1).
+    /// Lease force release: `$1` name, `$2` channel. One row: `released` (0 or 1). NOTIFY
+    /// naming the first in line when released.
     pub(crate) force_release: Sql,
     /// Lease inspect: `$1` name. A row with `owner`, `token`, `left_us` while live.
     pub(crate) inspect: Sql,
@@ -211,9 +227,16 @@ impl Statements {
                  FROM now CROSS JOIN ahead LEFT JOIN won ON true LEFT JOIN prev ON true"
             )),
             leave_line: Sql::new(format!(
-                "WITH gone AS (DELETE FROM {line} WHERE name = $1 AND owner = $2 RETURNING name), \
-                 notified AS (SELECT pg_notify($3, name) FROM gone) \
-                 SELECT count(*) AS gone FROM notified"
+                "WITH now AS MATERIALIZED (SELECT clock_timestamp() AS at), \
+                 gone AS (DELETE FROM {line} WHERE name = $1 AND owner = $2 RETURNING name), \
+                 open AS ( \
+                   SELECT 1 FROM now WHERE NOT EXISTS ( \
+                     SELECT 1 FROM {table} AS l \
+                     WHERE l.name = $1 AND l.owner IS NOT NULL AND l.expires_at > now.at)), \
+                 notified AS ( \
+                   SELECT pg_notify($3, gone.name || {}) FROM gone, open) \
+                 SELECT (SELECT count(*) FROM gone) AS gone, (SELECT count(*) FROM notified) AS woke",
+                first_in_line(line, "$1", Some("$2"))
             )),
             acquire: Sql::new(format!(
                 "WITH now AS MATERIALIZED (SELECT clock_timestamp() AS at), \
@@ -243,10 +266,11 @@ impl Statements {
                    WHERE l.name = $1 AND l.owner = $2 AND l.expires_at > now.at \
                    RETURNING l.name \
                  ), \
-                 notified AS (SELECT pg_notify($3, name) FROM freed) \
+                 notified AS (SELECT pg_notify($3, name || {}) FROM freed) \
                  SELECT (SELECT count(*) FROM notified) AS released, prev.owner, \
                    coalesce(prev.live, false) AS live \
-                 FROM now LEFT JOIN prev ON true"
+                 FROM now LEFT JOIN prev ON true",
+                first_in_line(line, "$1", None)
             )),
             force_release: Sql::new(format!(
                 "WITH now AS MATERIALIZED (SELECT clock_timestamp() AS at), \
@@ -255,8 +279,9 @@ impl Statements {
                    WHERE l.name = $1 AND l.expires_at > now.at \
                    RETURNING l.name \
                  ), \
-                 notified AS (SELECT pg_notify($2, name) FROM freed) \
-                 SELECT count(*) AS released FROM notified"
+                 notified AS (SELECT pg_notify($2, name || {}) FROM freed) \
+                 SELECT count(*) AS released FROM notified",
+                first_in_line(line, "$1", None)
             )),
             inspect: Sql::new(format!(
                 "SELECT owner, token, {MICROS_LEFT} AS left_us \
