@@ -3,7 +3,8 @@
 //! - the advisory-lock floor: `pg_try_advisory_lock` + `pg_advisory_unlock`, which write
 //!   nothing to disk;
 //! - the bare SQL of the lease mode: `lock-postgres`'s own acquire and release statements
-//!   (from `lock_postgres::lease_statements`), sent as they are, on a table the bench creates.
+//!   (from `lock_postgres::lease_statements`), sent as they are, on a table the bench creates
+//!   (and an empty waiters' line table beside it, which the release reads).
 //!   The durability section runs it on a logged and an unlogged table, with
 //!   `synchronous_commit` on and off.
 
@@ -104,8 +105,8 @@ pub struct LeaseSqlCycle {
 }
 
 impl LeaseSqlCycle {
-    /// Creates table `table` (dropping one of that name) as `durability` says, and cycles on
-    /// one name in it over a connection of its own.
+    /// Creates table `table` (dropping one of that name) as `durability` says, and its line
+    /// table `<table>_line`, and cycles on one name in it over a connection of its own.
     pub async fn connect(url: &str, table: &str, durability: Durability) -> Res<Self> {
         let mut conn = PgConnection::connect(url).await?;
         sqlx::raw_sql(AssertSqlSafe(create_table(table, durability.logged)))
@@ -119,7 +120,14 @@ impl LeaseSqlCycle {
         sqlx::raw_sql(AssertSqlSafe(format!("SET synchronous_commit = {setting}")))
             .execute(&mut conn)
             .await?;
-        let (acquire, release) = lock::lock_postgres::lease_statements(table);
+        let line = format!("{table}_line");
+        let (create_line, acquire, release) =
+            lock::lock_postgres::lease_statements(table, &line);
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS {line}; {create_line}"
+        )))
+        .execute(&mut conn)
+        .await?;
         Ok(Self {
             conn,
             durability,

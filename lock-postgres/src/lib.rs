@@ -32,14 +32,19 @@ use listen::Notifier;
 use session::Session;
 use sql::Statements;
 
-/// The lease mode's try-acquire and release statements for `table` (a quoted `schema.table`),
-/// exactly as this crate sends them. Acquire binds `$1` name, `$2` owner, `$3` ttl in ms;
-/// release binds `$1` name, `$2` owner, `$3` the NOTIFY channel. For `lock-bench`, which times
-/// the bare SQL beside the library; not a stable interface.
+/// The lease mode's try-acquire and release statements for `table` and its waiters' `line`
+/// table (both quoted `schema.table`), exactly as this crate sends them, and the line table's
+/// definition (a release looks up the first in line to NOTIFY). Acquire binds `$1` name, `$2`
+/// owner, `$3` ttl in ms; release binds `$1` name, `$2` owner, `$3` the NOTIFY channel. For
+/// `lock-bench`, which times the bare SQL beside the library; not a stable interface.
 #[doc(hidden)]
-pub fn lease_statements(table: &str) -> (String, String) {
-    let s = Statements::new(table, "unused_line");
-    (s.acquire.text().to_owned(), s.release.text().to_owned())
+pub fn lease_statements(table: &str, line: &str) -> (String, String, String) {
+    let s = Statements::new(table, line);
+    (
+        sql::create_line_table(line),
+        s.acquire.text().to_owned(),
+        s.release.text().to_owned(),
+    )
 }
 
 /// How often a session-mode waiter looks again without a NOTIFY: a holder whose connection
