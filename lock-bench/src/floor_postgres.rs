@@ -6,15 +6,21 @@
 //!   (from `lock_postgres::lease_statements`), sent as they are, on a table the bench creates
 //!   (and an empty waiters' line table beside it, which the release reads).
 //!   The durability section runs it on a logged and an unlogged table, with
-//!   `synchronous_commit` on and off.
+//!   `synchronous_commit` on and off;
+//! - the handoff floor: the same bare SQL handing one name back and forth between two
+//!   connections of one process, the taker woken by the release's NOTIFY on a LISTEN
+//!   connection of its own; a handoff is the release sent → the taker's acquire answered. Two
+//!   durable commits and a NOTIFY in series, on an idle machine: what a contended handoff
+//!   cannot beat.
 
 use std::sync::Arc;
 
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnection, PgListener};
 use sqlx::{AssertSqlSafe, Connection, Row};
 
 use crate::Res;
 use crate::rounds::{BoxFuture, Side};
+use crate::stats::Spread;
 
 /// The lease table's definition, as `lock-postgres` creates it (`UNLOGGED` optional).
 fn create_table(table: &str, logged: bool) -> String {
@@ -121,8 +127,7 @@ impl LeaseSqlCycle {
             .execute(&mut conn)
             .await?;
         let line = format!("{table}_line");
-        let (create_line, acquire, release) =
-            lock::lock_postgres::lease_statements(table, &line);
+        let (create_line, acquire, release) = lock::lock_postgres::lease_statements(table, &line);
         sqlx::raw_sql(AssertSqlSafe(format!(
             "DROP TABLE IF EXISTS {line}; {create_line}"
         )))
@@ -169,6 +174,92 @@ impl Side for LeaseSqlCycle {
             Ok(())
         })
     }
+}
+
+/// The bare lease SQL on one connection: `acquire` and `release` as `lock-postgres` sends them.
+struct Bare {
+    conn: PgConnection,
+    acquire: Arc<str>,
+    release: Arc<str>,
+    owner: &'static str,
+}
+
+impl Bare {
+    async fn acquire(&mut self, name: &str) -> Res<()> {
+        let row = sqlx::query(AssertSqlSafe(self.acquire.clone()))
+            .bind(name)
+            .bind(self.owner)
+            .bind(30_000_i64)
+            .fetch_one(&mut self.conn)
+            .await?;
+        match row.try_get::<Option<i64>, _>("won")? {
+            Some(_) => Ok(()),
+            None => Err("handoff floor: acquire did not win".into()),
+        }
+    }
+
+    /// Releases, NOTIFYing `channel`.
+    async fn release(&mut self, name: &str, channel: &str) -> Res<()> {
+        let row = sqlx::query(AssertSqlSafe(self.release.clone()))
+            .bind(name)
+            .bind(self.owner)
+            .bind(channel)
+            .fetch_one(&mut self.conn)
+            .await?;
+        match row.try_get::<i64, _>("released")? {
+            1 => Ok(()),
+            _ => Err("handoff floor: release freed nothing".into()),
+        }
+    }
+}
+
+/// The handoff floor (see the module doc): `turns` handoffs from a giver to a taker on a
+/// fresh logged table `table` (and its line table), each timed from the giver's release sent
+/// to the taker's acquire answered.
+pub async fn handoff(url: &str, table: &str, turns: usize) -> Res<Spread> {
+    let line = format!("{table}_line");
+    let (create_line, acquire, release) = lock::lock_postgres::lease_statements(table, &line);
+    let mut setup = PgConnection::connect(url).await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "{}; DROP TABLE IF EXISTS {line}; {create_line}",
+        create_table(table, true)
+    )))
+    .execute(&mut setup)
+    .await?;
+    let (acquire, release): (Arc<str>, Arc<str>) = (acquire.into(), release.into());
+    let side = |owner| {
+        let (acquire, release) = (acquire.clone(), release.clone());
+        async move {
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Bare {
+                conn: PgConnection::connect(url).await?,
+                acquire,
+                release,
+                owner,
+            })
+        }
+    };
+    let mut giver = side("0123456789abcdef0123456789abcdef").await?;
+    let mut taker = side("fedcba9876543210fedcba9876543210").await?;
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen("handoff_floor").await?;
+    let name = "handoff";
+    let mut samples = Vec::with_capacity(turns);
+    for turn in 0..turns + turns / 10 {
+        giver.acquire(name).await?;
+        let start = std::time::Instant::now();
+        giver.release(name, "handoff_floor").await?;
+        let woken = listener.recv().await?;
+        if woken.payload() != name {
+            return Err(format!("handoff floor: NOTIFY {:?}", woken.payload()).into());
+        }
+        taker.acquire(name).await?;
+        // After a tenth as many warm-up turns.
+        if turn >= turns / 10 {
+            samples.push(u64::try_from(start.elapsed().as_nanos())?);
+        }
+        taker.release(name, "handoff_floor_unheard").await?;
+    }
+    Ok(Spread::of_nanos(&samples))
 }
 
 /// Client sessions with `application_name` = `app`, as `pg_stat_activity` shows them.

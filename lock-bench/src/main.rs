@@ -232,15 +232,24 @@ fn bench(cli: &Cli) -> Res<()> {
             settings.cycles_per_worker,
             scratch.path(),
         )?;
-        let handoff_floor = if backend == Backend::File {
-            eprintln!("lock-bench: {name}: the handoff floor, a turn passed round a ring");
-            Some(floor_ring::run(
-                &scratch.path().join("ring"),
-                settings.workers,
-                settings.cycles_per_worker,
-            )?)
-        } else {
-            None
+        let handoff_floor = match backend {
+            Backend::File => {
+                eprintln!("lock-bench: {name}: the handoff floor, a turn passed round a ring");
+                Some(floor_ring::run(
+                    &scratch.path().join("ring"),
+                    settings.workers,
+                    settings.cycles_per_worker,
+                )?)
+            }
+            Backend::Postgres => {
+                eprintln!("lock-bench: {name}: the handoff floor, bare SQL and NOTIFY");
+                Some(runtime.block_on(floor_postgres::handoff(
+                    &base,
+                    "bench_handoff_floor",
+                    settings.cycles_per_worker,
+                ))?)
+            }
+            Backend::Redis => None,
         };
         // The same contention without durable commits: what the flushes cost the handoff.
         let contention_async = if backend == Backend::Postgres {

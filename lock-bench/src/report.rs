@@ -49,8 +49,10 @@ pub struct BackendReport {
     /// durable commits cost a handoff.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contention_async: Option<ContentionReport>,
-    /// Files only: the same processes passing a turn round a ring through one file (inotify +
-    /// `flock`, no library): the kernel's share of a fair handoff.
+    /// The floor of a handoff, measured in the same run. Files: the same processes passing a
+    /// turn round a ring through one file (inotify + `flock`, no library), the kernel's share
+    /// of a fair handoff. Postgres: the bare lease SQL handing a name between two connections,
+    /// woken by its NOTIFY (two durable commits and a NOTIFY in series). None for Redis.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub handoff_floor: Option<Spread>,
     /// Many leases, many waiters.
@@ -225,10 +227,17 @@ pub fn human(report: &Report) -> String {
         }
         contention_lines(&mut s, &b.contention, "");
         if let Some(f) = &b.handoff_floor {
+            let how = match b.backend {
+                Backend::File => format!(
+                    "{} processes passing a turn round a ring through one file (inotify + flock, no library)",
+                    b.contention.workers
+                ),
+                _ => "the bare lease SQL handing a name between two connections, woken by its NOTIFY (no library, one process)".into(),
+            };
             let _ = writeln!(
                 s,
-                "  handoff floor, {} processes passing a turn round a ring through one file (inotify + flock, no library): mean {:.1} us, p50 {:.1} us, p99 {:.1} us",
-                b.contention.workers, f.mean_us, f.p50_us, f.p99_us
+                "  handoff floor, {how}: mean {:.1} us, p50 {:.1} us, p99 {:.1} us",
+                f.mean_us, f.p50_us, f.p99_us
             );
         }
         if let Some(c) = &b.contention_async {

@@ -94,6 +94,10 @@ fn quick_json_run_has_every_section_with_positive_figures() {
         "Postgres without durable commits"
     );
     positive(&backends[1], "/contention_async/handoff/mean_us");
+    // A handoff floor beside Postgres's and the files' contention; Redis has none.
+    positive(&backends[1], "/handoff_floor/mean_us");
+    positive(&backends[2], "/handoff_floor/mean_us");
+    assert!(backends[0].get("handoff_floor").is_none());
     let durability = backends[1]["durability"]["combinations"]
         .as_array()
         .expect("Postgres has the durability section");
