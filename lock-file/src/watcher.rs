@@ -1,15 +1,15 @@
 //! Change notification for waiters: on Linux one inotify instance per handle, read by its own
-//! thread (`inotify.rs`), on the directories of the lock files someone waits on, fanned out
-//! per file by a [`ChangeHub`]. Only writes that leave a lock file without a live lease (a release, a force release, a
-//! waiter leaving the line of an open name) wake anyone, and of the waiters standing in the
-//! name's line, only the first's turn (read from the line file, without its `flock`: a line
-//! read mid-write wakes them all, and a turn missed costs a waiter no more than its next
-//! look, within 200 ms). Elsewhere there is no watcher, and waiters poll.
+//! thread (`inotify.rs`), on the lock files someone waits on (the files, not their directory:
+//! writes to line files and to other names' lock files wake no one), fanned out per file by a
+//! [`ChangeHub`]. Only writes that leave a lock file without a live lease (a release, a force
+//! release, a waiter leaving the line of an open name) wake anyone, and of the waiters
+//! standing in the name's line, only the first's turn (read from the line file, without its
+//! `flock`: a line read mid-write wakes them all, and a turn missed costs a waiter no more
+//! than its next look, within 200 ms). Elsewhere there is no watcher, and waiters poll.
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod inotify;
 
-use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -30,7 +30,7 @@ impl Watching {
         Err("this platform has no inotify")
     }
 
-    fn watch(&self, _: &Path) -> bool {
+    fn watch(&self, _: &Path, _: &ChangeHub) -> bool {
         match *self {}
     }
 
@@ -52,24 +52,23 @@ impl std::fmt::Debug for Watcher {
 }
 
 impl Watcher {
-    /// A future that completes when `file` is written after this call; `None` when inotify
-    /// cannot be had (waiters then poll).
+    /// A future that completes when lock file `file` is written after this call; `None` when
+    /// it cannot be watched (no inotify, or no such file yet): waiters then poll.
     pub(crate) fn subscribe(&self, file: &Path) -> Option<ChangeFuture> {
-        self.watch_dir(file).then(|| self.hub.subscribe(&key(file)))
+        let change = self.hub.subscribe(&key(file));
+        self.watch(file).then_some(change)
     }
 
     /// As [`subscribe`](Self::subscribe), for `owner` standing in `file`'s line: an opening
     /// wakes it only when its place stands first.
     pub(crate) fn subscribe_turn(&self, file: &Path, owner: &str) -> Option<ChangeFuture> {
-        self.watch_dir(file)
-            .then(|| self.hub.subscribe_turn(&key(file), owner))
+        let change = self.hub.subscribe_turn(&key(file), owner);
+        self.watch(file).then_some(change)
     }
 
-    /// Makes sure `file`'s directory is watched; `false` when it cannot be.
-    fn watch_dir(&self, file: &Path) -> bool {
-        let Some(dir) = file.parent() else {
-            return false;
-        };
+    /// Makes sure `file` is watched; `false` when it cannot be. Called with the caller's
+    /// subscription already made, so that the watcher's clean-up keeps the watch.
+    fn watch(&self, file: &Path) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if state.as_ref().is_none_or(Watching::failed) {
             match Watching::start(self.hub.clone()) {
@@ -80,13 +79,8 @@ impl Watcher {
                 }
             }
         }
-        state.as_ref().expect("set above").watch(dir)
+        state.as_ref().expect("set above").watch(file, &self.hub)
     }
-}
-
-/// Whether `path` is a lock file (not a line file beside it, which no one watches).
-fn is_lock_file(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == OsStr::new("lock"))
 }
 
 /// Whether the lock file at `path` holds a live lease right now. A write that leaves one (a
@@ -151,8 +145,6 @@ mod tests {
             );
         }
         assert!(!held_now(&dir.path().join("missing.lock")));
-        assert!(is_lock_file(&path));
-        assert!(!is_lock_file(&dir.path().join("job.line")));
     }
 
     #[test]

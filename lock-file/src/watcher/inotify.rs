@@ -10,33 +10,60 @@ use lock_core::ChangeHub;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDescriptor};
 
-use super::{first_in_line, held_now, is_lock_file, key};
+use super::{first_in_line, held_now, key};
 
-/// What the watcher listens for: writes, and a lock file going away or being replaced. Not
-/// opens, closes or reads: every try opens the lock file and its line file, and waking every
-/// waiting process's watcher on each of those was most of a contended handoff's cost.
+/// What the watcher listens for on a lock file: writes, and the file losing a link (`unlink`,
+/// `rename` over it: `IN_ATTRIB`), going away or being moved. Not opens, closes or reads:
+/// every try opens the lock file, and waking every waiting process's watcher on each of those
+/// was most of a contended handoff's cost. The lock file itself is watched, not its directory,
+/// so writes to the line files beside it and to other names' lock files wake no one.
 fn mask() -> AddWatchFlags {
     AddWatchFlags::IN_MODIFY
-        | AddWatchFlags::IN_DELETE
-        | AddWatchFlags::IN_MOVED_FROM
-        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_ATTRIB
+        | AddWatchFlags::IN_DELETE_SELF
+        | AddWatchFlags::IN_MOVE_SELF
 }
 
-/// The inotify instance, the directories it watches, and the thread that reads it.
+/// The inotify instance, the lock files it watches, and the thread that reads it.
 pub(super) struct Watching {
     inotify: Arc<Inotify>,
-    dirs: Arc<Mutex<Dirs>>,
+    files: Arc<Mutex<Files>>,
     /// Set by the thread when it failed and ended: the next watch starts another.
     failed: Arc<AtomicBool>,
     /// Dropped with the handle: the thread sees the pipe close and ends.
     _stop: OwnedFd,
 }
 
-/// Watched directories, both ways round.
+/// Watched lock files, both ways round. A file replaced under its path (a new inode) is
+/// watched anew; the old watch stays in `by_wd` until the kernel drops it (`IN_IGNORED`).
 #[derive(Default)]
-struct Dirs {
+struct Files {
     by_path: HashMap<PathBuf, WatchDescriptor>,
     by_wd: HashMap<WatchDescriptor, PathBuf>,
+    /// `by_path`'s length after the last clean-up.
+    pruned_at_len: usize,
+}
+
+impl Files {
+    /// Amortised clean-up, whenever the watches doubled: stops watching the files nobody
+    /// waits on any more, so that a process that waits on many names over its life does not
+    /// use up the user's inotify watches.
+    fn prune(&mut self, inotify: &Inotify, hub: &ChangeHub) {
+        if self.by_path.len() <= 2 * self.pruned_at_len.max(32) {
+            return;
+        }
+        let by_wd = &mut self.by_wd;
+        self.by_path.retain(|path, wd| {
+            let keep = hub.is_watched(&key(path));
+            if !keep {
+                by_wd.remove(wd);
+                // Its `IN_IGNORED` then names a watch no longer known, and is dropped.
+                let _ = inotify.rm_watch(*wd);
+            }
+            keep
+        });
+        self.pruned_at_len = self.by_path.len();
+    }
 }
 
 impl Watching {
@@ -46,13 +73,14 @@ impl Watching {
             InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK,
         )?);
         let (stop_rx, stop) = nix::unistd::pipe()?;
-        let dirs = Arc::new(Mutex::new(Dirs::default()));
+        let files = Arc::new(Mutex::new(Files::default()));
         let failed = Arc::new(AtomicBool::new(false));
-        let (reader, reader_dirs, reader_failed) = (inotify.clone(), dirs.clone(), failed.clone());
+        let (reader, reader_files, reader_failed) =
+            (inotify.clone(), files.clone(), failed.clone());
         std::thread::Builder::new()
             .name("lock-file-watch".into())
             .spawn(move || {
-                if let Err(e) = read_events(&reader, &stop_rx, &reader_dirs, &hub) {
+                if let Err(e) = read_events(&reader, &stop_rx, &reader_files, &hub) {
                     tracing::warn!(error = %e, "the file watcher failed; the next wait starts another");
                     // Before the wake-up, so that the waiters woken watch a new one.
                     reader_failed.store(true, Ordering::SeqCst);
@@ -62,7 +90,7 @@ impl Watching {
             .map_err(|e| nix::Error::try_from(e).unwrap_or(nix::Error::EAGAIN))?;
         Ok(Self {
             inotify,
-            dirs,
+            files,
             failed,
             _stop: stop,
         })
@@ -73,22 +101,31 @@ impl Watching {
         self.failed.load(Ordering::SeqCst)
     }
 
-    /// Makes sure `dir` is watched; `false` when it cannot be.
-    pub(super) fn watch(&self, dir: &Path) -> bool {
-        let mut dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
-        if !dirs.by_path.contains_key(dir) {
-            match self.inotify.add_watch(dir, mask()) {
-                Ok(wd) => {
-                    dirs.by_path.insert(dir.to_owned(), wd);
-                    dirs.by_wd.insert(wd, dir.to_owned());
+    /// Makes sure lock file `file` is watched, as it is now (a file replaced since it was
+    /// last watched is watched anew); `false` when it cannot be (no such file yet, or the
+    /// user's inotify watches are used up). Call it after subscribing to `file` in `hub`, so
+    /// that a clean-up meanwhile does not take the watch away.
+    pub(super) fn watch(&self, file: &Path, hub: &ChangeHub) -> bool {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        files.prune(&self.inotify, hub);
+        // Also when watched already: the same inode gives the same descriptor back, a file
+        // made anew a new one.
+        match self.inotify.add_watch(file, mask()) {
+            Ok(wd) => {
+                if let Some(old) = files.by_path.insert(file.to_owned(), wd)
+                    && old != wd
+                {
+                    tracing::debug!(file = %file.display(), "lock file replaced; watching the new one");
                 }
-                Err(e) => {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch; waiters poll");
-                    return false;
-                }
+                files.by_wd.insert(wd, file.to_owned());
+                true
+            }
+            Err(nix::Error::ENOENT) => false, // not made yet: the waiter's try makes it
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "cannot watch; waiters poll");
+                false
             }
         }
-        true
     }
 }
 
@@ -97,7 +134,7 @@ impl Watching {
 fn read_events(
     inotify: &Inotify,
     stop: &OwnedFd,
-    dirs: &Mutex<Dirs>,
+    files: &Mutex<Files>,
     hub: &ChangeHub,
 ) -> Result<(), nix::Error> {
     loop {
@@ -115,7 +152,7 @@ fn read_events(
         match inotify.read_events() {
             Ok(events) => {
                 for event in events {
-                    on_event(&event, dirs, hub);
+                    on_event(&event, files, hub);
                 }
             }
             Err(nix::Error::EAGAIN | nix::Error::EINTR) => {}
@@ -125,41 +162,37 @@ fn read_events(
 }
 
 /// Wakes whoever `event` concerns.
-fn on_event(event: &InotifyEvent, dirs: &Mutex<Dirs>, hub: &ChangeHub) {
+fn on_event(event: &InotifyEvent, files: &Mutex<Files>, hub: &ChangeHub) {
     if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
         // Events were lost: everyone looks again.
         hub.notify_all();
         return;
     }
-    if event.mask.contains(AddWatchFlags::IN_IGNORED) {
-        // The directory went away (or its file system): forget it, so that it is watched
-        // again when waited on, and let everyone look again.
-        let mut dirs = dirs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(dir) = dirs.by_wd.remove(&event.wd) {
-            dirs.by_path.remove(&dir);
-        }
-        hub.notify_all();
-        return;
-    }
-    let Some(name) = event.name.as_deref() else {
-        return;
-    };
     let path = {
-        let dirs = dirs.lock().unwrap_or_else(|e| e.into_inner());
-        match dirs.by_wd.get(&event.wd) {
-            Some(dir) => dir.join(name),
-            None => return,
+        let mut files = files.lock().unwrap_or_else(|e| e.into_inner());
+        if event.mask.contains(AddWatchFlags::IN_IGNORED) {
+            // The watch ended (the file is gone, or the watch was removed by a clean-up):
+            // forget it, so that the file is watched anew when waited on.
+            let Some(path) = files.by_wd.remove(&event.wd) else {
+                return;
+            };
+            if files.by_path.get(&path) == Some(&event.wd) {
+                files.by_path.remove(&path);
+            }
+            path
+        } else {
+            match files.by_wd.get(&event.wd) {
+                Some(path) => path.clone(),
+                None => return,
+            }
         }
     };
-    if !is_lock_file(&path) {
-        return;
-    }
     if event.mask.contains(AddWatchFlags::IN_MODIFY) {
         if !held_now(&path) {
             hub.notify_turn(&key(&path), first_in_line(&path).as_deref());
         }
     } else {
-        // Deleted, or moved away or in: whatever the name holds now, everyone looks.
+        // Unlinked, replaced, moved or gone: whatever the name holds now, everyone looks.
         hub.notify(&key(&path));
     }
 }
