@@ -89,6 +89,7 @@ pub(crate) async fn try_acquire_in_line(
                     .bind(owner.as_str().to_owned())
                     .bind(ttl_millis(ttl))
                     .bind(patience_ms)
+                    .bind(inner.channel.clone())
             })
             .await?;
         let row = one_row(inner, name, &rows)?;

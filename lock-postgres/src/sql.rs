@@ -129,8 +129,17 @@ pub(crate) struct Statements {
     /// release all try at once; only the ones that may win now pay for a commit.
     pub(crate) acquire: Sql,
     /// Lease try acquire in line: `$1` name, `$2` owner, `$3` ttl in ms, `$4` patience in
-    /// ms. One row: as [`acquire`](Self::acquire), `behind` (a live place of another waiter
-    /// stands ahead of the caller's) and `first_left_ms` (how long the first of them is kept).
+    /// ms, `$5` channel. One row: as [`acquire`](Self::acquire), `behind` (a live place of
+    /// another waiter stands ahead of the caller's), `first_left_ms` (how long the first of
+    /// them is kept) and `passed` (0 or 1).
+    ///
+    /// A caller that already stood in line and finds the name open with another's place
+    /// ahead NOTIFYs that one's turn (`passed`): a place's `joined` is its statement's start,
+    /// but it shows only once that statement commits, so a place that joined earlier can show
+    /// after a release named the waiter it then stands ahead of, and no one else would wake
+    /// it (until it looked again, within 200 ms). Also when the caller was not woken at all (a
+    /// look to keep its place during a handoff): the waiter first is then woken twice, which
+    /// costs it one look.
     ///
     /// The caller's place counts from when it joined, unless it lapsed (then it joins at the
     /// back). The lock row is tried only when no live place stands ahead (or the caller holds
@@ -185,7 +194,7 @@ impl Statements {
                    SELECT q.joined, q.kept_until FROM {line} AS q, now \
                    WHERE q.name = $1 AND q.owner = $2 AND q.kept_until > now.at), \
                  head AS MATERIALIZED ( \
-                   SELECT q.kept_until FROM {line} AS q, now \
+                   SELECT q.owner, q.kept_until FROM {line} AS q, now \
                    WHERE q.name = $1 AND q.owner <> $2 AND q.kept_until > now.at \
                      AND (NOT EXISTS (SELECT 1 FROM mine) \
                           OR (q.joined, q.owner) < ((SELECT joined FROM mine), $2::text)) \
@@ -219,11 +228,17 @@ impl Statements {
                    WHERE q.name = $1 AND ((q.owner = $2 AND EXISTS (SELECT 1 FROM won)) \
                                           OR (q.owner <> $2 AND q.kept_until <= now.at)) \
                    RETURNING 1 \
+                 ), \
+                 passed AS ( \
+                   SELECT pg_notify($5, $1 || E'\\n' || head.owner) FROM head, now \
+                   WHERE EXISTS (SELECT 1 FROM mine) \
+                     AND NOT EXISTS (SELECT 1 FROM prev WHERE prev.owner IS NOT NULL \
+                                                        AND prev.expires_at > now.at) \
                  ) \
                  SELECT won.token AS won, prev.owner, prev.token, \
                    CASE WHEN prev.expires_at > now.at \
                         THEN (extract(epoch FROM prev.expires_at - now.at) * 1000000)::bigint END AS left_us, \
-                   ahead.any AS behind, ahead.first_left_ms \
+                   ahead.any AS behind, ahead.first_left_ms, (SELECT count(*) FROM passed) AS passed \
                  FROM now CROSS JOIN ahead LEFT JOIN won ON true LEFT JOIN prev ON true"
             )),
             leave_line: Sql::new(format!(

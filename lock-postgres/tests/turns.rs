@@ -128,3 +128,61 @@ async fn an_opening_wakes_only_the_first_in_lines_turn_and_a_leave_the_next() {
         waiters.release(&name, &c).await.unwrap();
     }
 }
+
+/// Found by `lock-bench` (a 200 ms stall when four waiters started at once): a place's
+/// `joined` is its statement's start, but it shows once that statement commits, so a place
+/// that joined earlier can show only after a release has named the one it then stands ahead
+/// of. The waiter named finds it ahead while the name is open, and passes the turn on.
+#[tokio::test]
+async fn a_waiter_woken_for_a_turn_that_is_not_its_own_passes_it_on() {
+    let url = SERVER.with(PostgresServer::url);
+    let name = LockName::new("late-place").unwrap();
+    let holder = PostgresLock::connect(&url).await.unwrap();
+    let waiters = PostgresLock::connect(&url).await.unwrap();
+    let [a, b, c] = [(); 3].map(|()| OwnerId::random());
+    holder.force_release(&name).await.unwrap();
+    holder.try_acquire(&name, &a, ttl()).await.unwrap();
+    let outcome = waiters
+        .try_acquire_in_line(&name, &b, ttl(), KEEP)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, InLineOutcome::Held(_)), "{outcome:?}");
+    let (b_turn, c_turn) = (
+        turn(&waiters, &name, &b).await,
+        turn(&waiters, &name, &c).await,
+    );
+    assert_eq!(
+        holder.release(&name, &a).await.unwrap(),
+        ReleaseOutcome::Released
+    );
+    tokio::time::timeout(PROMPTLY, b_turn)
+        .await
+        .expect("the release names b");
+    // c's place commits only now, joined before b's.
+    SERVER.with(|server| {
+        server.psql(&format!(
+            "INSERT INTO lock_leases_line (name, owner, joined, kept_until) \
+             SELECT 'late-place', '{c}', joined - interval '1 second', \
+                    clock_timestamp() + interval '60 seconds' \
+             FROM lock_leases_line WHERE name = 'late-place' AND owner = '{b}'",
+            c = c.as_str(),
+            b = b.as_str()
+        ))
+    });
+    let outcome = waiters
+        .try_acquire_in_line(&name, &b, ttl(), KEEP)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, InLineOutcome::Behind { .. }),
+        "{outcome:?}"
+    );
+    tokio::time::timeout(PROMPTLY, c_turn)
+        .await
+        .expect("b, finding c ahead of it on an open name, wakes c");
+    let outcome = waiters
+        .try_acquire_in_line(&name, &c, ttl(), KEEP)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, InLineOutcome::Acquired(_)), "{outcome:?}");
+}
