@@ -77,6 +77,11 @@ pub(crate) async fn try_acquire_in_line(
 ) -> Result<InLineOutcome, Error> {
     // At least a millisecond, at most a year.
     let patience_ms = lock_core::patience_millis(patience) as i64;
+    // Woken for a turn a NOTIFY said is ours: pass it on if another's place shows ahead.
+    let pass = inner
+        .notifier
+        .take_named(name, owner)
+        .then(|| inner.channel.clone());
     for _ in 0..ATTEMPTS {
         let rows = inner
             .db
@@ -89,7 +94,7 @@ pub(crate) async fn try_acquire_in_line(
                     .bind(owner.as_str().to_owned())
                     .bind(ttl_millis(ttl))
                     .bind(patience_ms)
-                    .bind(inner.channel.clone())
+                    .bind(pass.clone())
             })
             .await?;
         let row = one_row(inner, name, &rows)?;

@@ -2,7 +2,8 @@
 //! [`ChangeHub`] with the names that releases NOTIFY (and the owner first in line, when one
 //! stands there).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lock_core::{ChangeFuture, ChangeHub, Error, LockName, OwnerId};
@@ -26,7 +27,33 @@ pub(crate) struct Notifier {
     /// Where the LISTEN connection comes from (one connection, kept).
     pool: PgPool,
     hub: Arc<ChangeHub>,
+    named: Arc<Named>,
     task: OnceCell<JoinHandle<()>>,
+}
+
+/// The turns NOTIFYs named first in line, by name and owner, until each owner's next try
+/// takes its mark ([`Notifier::take_named`]).
+#[derive(Debug, Default)]
+struct Named(Mutex<HashSet<(String, String)>>);
+
+impl Named {
+    /// More marks than this are dropped all at once: every NOTIFY marks its owner in every
+    /// process, most of them for owners waiting elsewhere. A mark lost costs its owner no
+    /// more than a missed pass (below), which the owners behind make up for within 200 ms.
+    const MAX: usize = 1024;
+
+    fn mark(&self, name: &str, owner: &str) {
+        let mut marks = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if marks.len() >= Self::MAX {
+            marks.clear();
+        }
+        marks.insert((name.to_owned(), owner.to_owned()));
+    }
+
+    fn take(&self, name: &str, owner: &str) -> bool {
+        let mut marks = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        marks.remove(&(name.to_owned(), owner.to_owned()))
+    }
 }
 
 impl Notifier {
@@ -40,6 +67,7 @@ impl Notifier {
             channel,
             pool,
             hub: Arc::new(ChangeHub::default()),
+            named: Arc::default(),
             task: OnceCell::new(),
         }
     }
@@ -65,6 +93,13 @@ impl Notifier {
             .await
     }
 
+    /// Whether a NOTIFY named `owner` first in `name`'s line since its last try (and forgets
+    /// it): a waiter woken for its turn that then finds another's place ahead passes the turn
+    /// on (see `Statements::in_line`).
+    pub(crate) fn take_named(&self, name: &LockName, owner: &OwnerId) -> bool {
+        self.named.take(name.as_str(), owner.as_str())
+    }
+
     /// `subscribe`'s future, once LISTEN is active (subscribed first, so that nothing between
     /// is missed); `None` when LISTEN is off.
     async fn listening(
@@ -81,6 +116,7 @@ impl Notifier {
                 let task = run(
                     listener,
                     self.hub.clone(),
+                    self.named.clone(),
                     self.pool.clone(),
                     self.channel.clone(),
                     self.config.clone(),
@@ -117,10 +153,14 @@ async fn listen(pool: &PgPool, channel: &str, config: &Config) -> Result<PgListe
 }
 
 /// Wakes the waiters a NOTIFY payload names: `name`, or `name` + newline + the owner first in
-/// its line (then, of the waiters in line, only that one's turn).
-fn on_notification(hub: &ChangeHub, payload: &str) {
+/// its line (then, of the waiters in line, only that one's turn, and it is marked named).
+fn on_notification(hub: &ChangeHub, named: &Named, payload: &str) {
     match payload.split_once('\n') {
-        Some((name, first)) => hub.notify_turn(name, Some(first)),
+        Some((name, first)) => {
+            // Marked before the wake-up, so that the try it prompts finds the mark.
+            named.mark(name, first);
+            hub.notify_turn(name, Some(first));
+        }
         None => hub.notify(payload),
     }
 }
@@ -130,13 +170,14 @@ fn on_notification(hub: &ChangeHub, payload: &str) {
 async fn run(
     mut listener: PgListener,
     hub: Arc<ChangeHub>,
+    named: Arc<Named>,
     pool: PgPool,
     channel: String,
     config: Config,
 ) {
     loop {
         match listener.try_recv().await {
-            Ok(Some(notification)) => on_notification(&hub, notification.payload()),
+            Ok(Some(notification)) => on_notification(&hub, &named, notification.payload()),
             // The driver lost the connection and has listened again on a new one.
             Ok(None) => hub.notify_all(),
             Err(e) => {
@@ -177,13 +218,15 @@ mod tests {
             ("jo", [false, false, false]),
         ];
         for (payload, want) in cases {
-            let hub = ChangeHub::default();
+            let (hub, named) = (ChangeHub::default(), Named::default());
             let futs = [
                 hub.subscribe("job"),
                 hub.subscribe_turn("job", "b"),
                 hub.subscribe_turn("job", "c"),
             ];
-            on_notification(&hub, payload);
+            on_notification(&hub, &named, payload);
+            assert_eq!(named.take("job", "b"), payload == "job\nb", "{payload:?}");
+            assert!(!named.take("job", "b"), "a mark is taken once");
             for (fut, want) in futs.into_iter().zip(want) {
                 // A zero timeout still polls the future once: ready only when woken.
                 let woken = tokio::time::timeout(Duration::ZERO, fut).await.is_ok();

@@ -129,17 +129,9 @@ pub(crate) struct Statements {
     /// release all try at once; only the ones that may win now pay for a commit.
     pub(crate) acquire: Sql,
     /// Lease try acquire in line: `$1` name, `$2` owner, `$3` ttl in ms, `$4` patience in
-    /// ms, `$5` channel. One row: as [`acquire`](Self::acquire), `behind` (a live place of
-    /// another waiter stands ahead of the caller's), `first_left_ms` (how long the first of
-    /// them is kept) and `passed` (0 or 1).
-    ///
-    /// A caller that already stood in line and finds the name open with another's place
-    /// ahead NOTIFYs that one's turn (`passed`): a place's `joined` is its statement's start,
-    /// but it shows only once that statement commits, so a place that joined earlier can show
-    /// after a release named the waiter it then stands ahead of, and no one else would wake
-    /// it (until it looked again, within 200 ms). Also when the caller was not woken at all (a
-    /// look to keep its place during a handoff): the waiter first is then woken twice, which
-    /// costs it one look.
+    /// ms, `$5` channel or NULL. One row: as [`acquire`](Self::acquire), `behind` (a live
+    /// place of another waiter stands ahead of the caller's), `first_left_ms` (how long the
+    /// first of them is kept) and `passed` (0 or 1).
     ///
     /// The caller's place counts from when it joined, unless it lapsed (then it joins at the
     /// back). The lock row is tried only when no live place stands ahead (or the caller holds
@@ -147,6 +139,13 @@ pub(crate) struct Statements {
     /// flush; and a place kept for over half the patience already is not rewritten, so a
     /// waiter that asks often mostly only reads. Lapsed places of others are deleted on the
     /// way.
+    ///
+    /// With a channel (the caller was named first by a NOTIFY since its last try), a caller
+    /// that stood in line and finds the name open with another's place ahead NOTIFYs that
+    /// one's turn (`passed`): a place's `joined` is its statement's start, but it shows only
+    /// once that statement commits, so a place that joined earlier can show after a release
+    /// named the waiter it then stands ahead of, and no one else would wake it (until it
+    /// looked again, within 200 ms).
     pub(crate) in_line: Sql,
     /// Leave the line: `$1` name, `$2` owner, `$3` channel. One row: `gone` (0 or 1), `woke`
     /// (0 or 1). When a place went and the name is open, NOTIFY naming the one now first
@@ -231,7 +230,7 @@ impl Statements {
                  ), \
                  passed AS ( \
                    SELECT pg_notify($5, $1 || E'\\n' || head.owner) FROM head, now \
-                   WHERE EXISTS (SELECT 1 FROM mine) \
+                   WHERE $5::text IS NOT NULL AND EXISTS (SELECT 1 FROM mine) \
                      AND NOT EXISTS (SELECT 1 FROM prev WHERE prev.owner IS NOT NULL \
                                                         AND prev.expires_at > now.at) \
                  ) \
