@@ -102,45 +102,25 @@ impl Durability {
 
 /// `lock-postgres`'s lease acquire + release statements, sent bare on one connection.
 pub struct LeaseSqlCycle {
-    conn: PgConnection,
+    bare: Bare,
     durability: Durability,
-    acquire: Arc<str>,
-    release: Arc<str>,
-    name: String,
-    owner: String,
 }
 
 impl LeaseSqlCycle {
     /// Creates table `table` (dropping one of that name) as `durability` says, and its line
     /// table `<table>_line`, and cycles on one name in it over a connection of its own.
     pub async fn connect(url: &str, table: &str, durability: Durability) -> Res<Self> {
-        let mut conn = PgConnection::connect(url).await?;
-        sqlx::raw_sql(AssertSqlSafe(create_table(table, durability.logged)))
-            .execute(&mut conn)
-            .await?;
+        let (acquire, release) = create_tables(url, table, durability.logged).await?;
+        let mut bare = Bare::connect(url, acquire, release, OWNER).await?;
         let setting = if durability.synchronous_commit {
             "on"
         } else {
             "off"
         };
         sqlx::raw_sql(AssertSqlSafe(format!("SET synchronous_commit = {setting}")))
-            .execute(&mut conn)
+            .execute(&mut bare.conn)
             .await?;
-        let line = format!("{table}_line");
-        let (create_line, acquire, release) = lock::lock_postgres::lease_statements(table, &line);
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "DROP TABLE IF EXISTS {line}; {create_line}"
-        )))
-        .execute(&mut conn)
-        .await?;
-        Ok(Self {
-            conn,
-            durability,
-            acquire: acquire.into(),
-            release: release.into(),
-            name: "bench".into(),
-            owner: "0123456789abcdef0123456789abcdef".into(),
-        })
+        Ok(Self { bare, durability })
     }
 }
 
@@ -151,29 +131,28 @@ impl Side for LeaseSqlCycle {
 
     fn cycle(&mut self) -> BoxFuture<'_, Res<()>> {
         Box::pin(async move {
-            let row = sqlx::query(AssertSqlSafe(self.acquire.clone()))
-                .bind(&self.name)
-                .bind(&self.owner)
-                .bind(30_000_i64)
-                .fetch_one(&mut self.conn)
-                .await?;
-            let won: Option<i64> = row.try_get("won")?;
-            if won.is_none() {
-                return Err("bare lease SQL: acquire did not win".into());
-            }
-            let row = sqlx::query(AssertSqlSafe(self.release.clone()))
-                .bind(&self.name)
-                .bind(&self.owner)
-                .bind("lock_bench")
-                .fetch_one(&mut self.conn)
-                .await?;
-            let released: i64 = row.try_get("released")?;
-            if released != 1 {
-                return Err("bare lease SQL: release freed nothing".into());
-            }
-            Ok(())
+            self.bare.acquire("bench").await?;
+            self.bare.release("bench", "lock_bench").await
         })
     }
+}
+
+/// An owner for the bare SQL.
+const OWNER: &str = "0123456789abcdef0123456789abcdef";
+
+/// Creates lease table `table` (dropping one of that name; `UNLOGGED` unless `logged`) and its
+/// line table `<table>_line`; the acquire and release statements for them.
+async fn create_tables(url: &str, table: &str, logged: bool) -> Res<(Arc<str>, Arc<str>)> {
+    let line = format!("{table}_line");
+    let (create_line, acquire, release) = lock::lock_postgres::lease_statements(table, &line);
+    let mut conn = PgConnection::connect(url).await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "{}; DROP TABLE IF EXISTS {line}; {create_line}",
+        create_table(table, logged)
+    )))
+    .execute(&mut conn)
+    .await?;
+    Ok((acquire.into(), release.into()))
 }
 
 /// The bare lease SQL on one connection: `acquire` and `release` as `lock-postgres` sends them.
@@ -185,6 +164,20 @@ struct Bare {
 }
 
 impl Bare {
+    async fn connect(
+        url: &str,
+        acquire: Arc<str>,
+        release: Arc<str>,
+        owner: &'static str,
+    ) -> Res<Self> {
+        Ok(Self {
+            conn: PgConnection::connect(url).await?,
+            acquire,
+            release,
+            owner,
+        })
+    }
+
     async fn acquire(&mut self, name: &str) -> Res<()> {
         let row = sqlx::query(AssertSqlSafe(self.acquire.clone()))
             .bind(name)
@@ -194,7 +187,7 @@ impl Bare {
             .await?;
         match row.try_get::<Option<i64>, _>("won")? {
             Some(_) => Ok(()),
-            None => Err("handoff floor: acquire did not win".into()),
+            None => Err("bare lease SQL: acquire did not win".into()),
         }
     }
 
@@ -208,7 +201,7 @@ impl Bare {
             .await?;
         match row.try_get::<i64, _>("released")? {
             1 => Ok(()),
-            _ => Err("handoff floor: release freed nothing".into()),
+            _ => Err("bare lease SQL: release freed nothing".into()),
         }
     }
 }
@@ -217,29 +210,10 @@ impl Bare {
 /// fresh logged table `table` (and its line table), each timed from the giver's release sent
 /// to the taker's acquire answered.
 pub async fn handoff(url: &str, table: &str, turns: usize) -> Res<Spread> {
-    let line = format!("{table}_line");
-    let (create_line, acquire, release) = lock::lock_postgres::lease_statements(table, &line);
-    let mut setup = PgConnection::connect(url).await?;
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "{}; DROP TABLE IF EXISTS {line}; {create_line}",
-        create_table(table, true)
-    )))
-    .execute(&mut setup)
-    .await?;
-    let (acquire, release): (Arc<str>, Arc<str>) = (acquire.into(), release.into());
-    let side = |owner| {
-        let (acquire, release) = (acquire.clone(), release.clone());
-        async move {
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Bare {
-                conn: PgConnection::connect(url).await?,
-                acquire,
-                release,
-                owner,
-            })
-        }
-    };
-    let mut giver = side("0123456789abcdef0123456789abcdef").await?;
-    let mut taker = side("fedcba9876543210fedcba9876543210").await?;
+    let (acquire, release) = create_tables(url, table, true).await?;
+    let mut giver = Bare::connect(url, acquire.clone(), release.clone(), OWNER).await?;
+    let mut taker =
+        Bare::connect(url, acquire, release, "fedcba9876543210fedcba9876543210").await?;
     let mut listener = PgListener::connect(url).await?;
     listener.listen("handoff_floor").await?;
     let name = "handoff";
