@@ -90,26 +90,30 @@ impl ChangeHub {
 
     /// Wakes every waiter of `key`.
     pub fn notify(&self, key: &str) {
-        self.notify_turn(key, None);
+        let _ = self.notify_turn(key, None);
     }
 
     /// Wakes the plain waiters of `key` and, of those waiting for their turn, only `first`'s
     /// (the owner standing first in the key's line), or all of them when `first` is `None`
-    /// (no line, or one that could not be read).
-    pub fn notify_turn(&self, key: &str, first: Option<&str>) {
+    /// (no line, or one that could not be read). Says whether `first`'s turn had a waiter
+    /// here to wake (`false` for `None`): a backend that must know whom it woke (to let that
+    /// waiter's next try pass a misplaced turn on) need not keep track of everyone named.
+    pub fn notify_turn(&self, key: &str, first: Option<&str>) -> bool {
         let mut keys = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = keys.senders.get(key)
             && !wake(tx)
         {
             keys.senders.remove(key);
         }
+        let mut woke_first = false;
         if let Some(owners) = keys.turns.get_mut(key) {
             match first {
                 Some(first) => {
-                    if let Some(tx) = owners.get(first)
-                        && !wake(tx)
-                    {
-                        owners.remove(first);
+                    if let Some(tx) = owners.get(first) {
+                        woke_first = tx.receiver_count() > 0;
+                        if !wake(tx) {
+                            owners.remove(first);
+                        }
                     }
                 }
                 None => owners.retain(|_, tx| wake(tx)),
@@ -118,6 +122,7 @@ impl ChangeHub {
                 keys.turns.remove(key);
             }
         }
+        woke_first
     }
 
     /// Wakes every waiter of every key.
@@ -200,7 +205,8 @@ mod tests {
                 hub.subscribe_turn("a", "y"),
             ];
             let mut other = hub.subscribe_turn("b", "x");
-            hub.notify_turn("a", first);
+            let woke_first = hub.notify_turn("a", first);
+            assert_eq!(woke_first, first == Some("x"), "first {first:?}");
             for (fut, want) in futs.iter_mut().zip(want) {
                 let woken = tokio::time::timeout(Duration::from_millis(20), fut)
                     .await

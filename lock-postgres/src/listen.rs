@@ -31,23 +31,28 @@ pub(crate) struct Notifier {
     task: OnceCell<JoinHandle<()>>,
 }
 
-/// The turns NOTIFYs named first in line, by name and owner, until each owner's next try
-/// takes its mark ([`Notifier::take_named`]).
+/// The turns of this handle's waiters that a NOTIFY named first in line, by name and owner,
+/// until each owner's next try takes its mark ([`Notifier::take_named`]).
 #[derive(Debug, Default)]
 struct Named(Mutex<HashSet<(String, String)>>);
 
 impl Named {
-    /// More marks than this are dropped all at once: every NOTIFY marks its owner in every
-    /// process, most of them for owners waiting elsewhere. A mark lost costs its owner no
-    /// more than a missed pass (below), which the owners behind make up for within 200 ms.
+    /// More marks than this are dropped all at once (a waiter woken that never tried again:
+    /// its acquisition dropped). A mark lost costs its owner no more than a missed pass
+    /// (below), which the owners behind make up for within 200 ms.
     const MAX: usize = 1024;
 
-    fn mark(&self, name: &str, owner: &str) {
+    /// Wakes `owner`'s turn in `name`'s line with `wake`, and marks it when that woke a
+    /// waiter of this handle. Marked under the lock that [`take`](Self::take) takes, so that
+    /// the try the wake-up prompts finds the mark.
+    fn wake_and_mark(&self, name: &str, owner: &str, wake: impl FnOnce() -> bool) {
         let mut marks = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if marks.len() >= Self::MAX {
-            marks.clear();
+        if wake() {
+            if marks.len() >= Self::MAX {
+                marks.clear();
+            }
+            marks.insert((name.to_owned(), owner.to_owned()));
         }
-        marks.insert((name.to_owned(), owner.to_owned()));
     }
 
     fn take(&self, name: &str, owner: &str) -> bool {
@@ -153,13 +158,11 @@ async fn listen(pool: &PgPool, channel: &str, config: &Config) -> Result<PgListe
 }
 
 /// Wakes the waiters a NOTIFY payload names: `name`, or `name` + newline + the owner first in
-/// its line (then, of the waiters in line, only that one's turn, and it is marked named).
+/// its line (then, of the waiters in line, only that one's turn, marked named if it waits here).
 fn on_notification(hub: &ChangeHub, named: &Named, payload: &str) {
     match payload.split_once('\n') {
         Some((name, first)) => {
-            // Marked before the wake-up, so that the try it prompts finds the mark.
-            named.mark(name, first);
-            hub.notify_turn(name, Some(first));
+            named.wake_and_mark(name, first, || hub.notify_turn(name, Some(first)));
         }
         None => hub.notify(payload),
     }
@@ -227,6 +230,10 @@ mod tests {
             on_notification(&hub, &named, payload);
             assert_eq!(named.take("job", "b"), payload == "job\nb", "{payload:?}");
             assert!(!named.take("job", "b"), "a mark is taken once");
+            assert!(
+                !named.take("job", "x"),
+                "no mark for a turn no one here waits on"
+            );
             for (fut, want) in futs.into_iter().zip(want) {
                 // A zero timeout still polls the future once: ready only when woken.
                 let woken = tokio::time::timeout(Duration::ZERO, fut).await.is_ok();
