@@ -49,6 +49,14 @@ const GRANT_ON_CONFLICT: &str = "ON CONFLICT (name) DO UPDATE SET \
         OR l.expires_at <= (SELECT at FROM now) OR l.owner = excluded.owner \
      RETURNING l.token";
 
+/// A select-list expression that lets the statement's transaction commit without waiting for
+/// its WAL to reach disk (`SET LOCAL synchronous_commit = off`). Only for a statement whose
+/// loss in a crash is safe: an owner's release. Lost, the lease is back as its holder left it,
+/// token and expiry included, and runs out by itself; no one can have been granted the name
+/// after it, since a grant commits durably and the WAL is one stream, so its flush would have
+/// carried the release too.
+const NO_FLUSH_WAIT: &str = "set_config('synchronous_commit', 'off', true)";
+
 /// Microseconds from the CTE's `now.at` until `expires_at`.
 const MICROS_LEFT: &str = "(extract(epoch FROM expires_at - now.at) * 1000000)::bigint";
 
@@ -282,7 +290,7 @@ impl Statements {
                  ), \
                  notified AS (SELECT pg_notify($3, name || {}) FROM freed) \
                  SELECT (SELECT count(*) FROM notified) AS released, prev.owner, \
-                   coalesce(prev.live, false) AS live \
+                   coalesce(prev.live, false) AS live, {NO_FLUSH_WAIT} AS lazy \
                  FROM now LEFT JOIN prev ON true",
                 first_in_line(line, "$1", None)
             )),
