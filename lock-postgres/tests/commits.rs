@@ -33,7 +33,9 @@ impl Drop for WalWriterStopped {
 
 /// Where the WAL ends (`insert`) or is flushed to (`flush`), in bytes.
 fn wal(server: &PostgresServer, which: &str) -> u64 {
-    let out = server.psql(&format!("SELECT pg_current_wal_{which}_lsn() - '0/0'::pg_lsn"));
+    let out = server.psql(&format!(
+        "SELECT pg_current_wal_{which}_lsn() - '0/0'::pg_lsn"
+    ));
     out.trim().parse().expect("an LSN in bytes")
 }
 
@@ -70,7 +72,10 @@ async fn grants_renewals_and_force_releases_wait_for_the_disk_and_an_owners_rele
         lock.renew(&name, &a, ttl).await.unwrap(),
         RenewOutcome::Renewed(_)
     ));
-    assert!(wal(&server, "flush") > before, "a renewal waits for the disk");
+    assert!(
+        wal(&server, "flush") > before,
+        "a renewal waits for the disk"
+    );
 
     let before = wal(&server, "insert");
     assert_eq!(
