@@ -163,6 +163,8 @@ pub(crate) struct Statements {
     pub(crate) renew: Sql,
     /// Lease release: `$1` name, `$2` owner, `$3` channel. One row: `released` (0 or 1), the
     /// row as it was before (`owner`, `live`). NOTIFY naming the first in line when released.
+    /// Commits without waiting for the disk ([`NO_FLUSH_WAIT`]); every other lease statement
+    /// that writes the lock table waits.
     pub(crate) release: Sql,
     /// Lease force release: `$1` name, `$2` channel. One row: `released` (0 or 1). NOTIFY
     /// naming the first in line when released.
