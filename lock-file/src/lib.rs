@@ -2,13 +2,13 @@
 #![deny(missing_docs)]
 
 mod dir;
+mod io;
 mod line;
 mod path;
 mod record;
 mod watcher;
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -221,7 +221,7 @@ fn transact<T, F>(
 where
     F: FnOnce(Stored, Now) -> Result<(T, Option<Record>), Error>,
 {
-    let io = |what: &str, e: std::io::Error| {
+    let io_error = |what: &str, e: std::io::Error| {
         Error::backend(format!("cannot {what} lock file {}", path.display()), e)
     };
     if access == Access::Create
@@ -229,7 +229,7 @@ where
     {
         dir::ensure(parent)?;
     }
-    let mut file = match open(path, access) {
+    let file = match open(path, access) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && access != Access::Create => {
             // Never acquired: decide on nothing, and there is nothing to write to.
@@ -244,18 +244,18 @@ where
                 "a symbolic link stands there; it is never followed",
             ));
         }
-        Err(e) => return Err(io("open", e)),
+        Err(e) => return Err(io_error("open", e)),
     };
     match flock {
         Flock::Wait => wait_for_flock(&file, path)?,
         Flock::Try => match FileExt::try_lock(&file) {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Ok(Step::Busy(decide)),
-            Err(TryLockError::Error(e)) => return Err(io("lock", e)),
+            Err(TryLockError::Error(e)) => return Err(io_error("lock", e)),
         },
     }
     // Under the lock, so the length is the one this operation reads and overwrites.
-    let meta = file.metadata().map_err(|e| io("inspect", e))?;
+    let meta = file.metadata().map_err(|e| io_error("inspect", e))?;
     if !meta.is_file() {
         return Err(corrupt(name, path, "not a regular file"));
     }
@@ -263,8 +263,7 @@ where
     let stored = if len > MAX_FILE_LEN {
         Err(format!("{len} bytes, more than a lock record"))
     } else {
-        let mut bytes = Vec::with_capacity(RECORD_LEN);
-        file.read_to_end(&mut bytes).map_err(|e| io("read", e))?;
+        let bytes = io::read_prefix(&file, len as usize).map_err(|e| io_error("read", e))?;
         Record::parse(&bytes)
     };
     let (out, write) = decide(stored, Now::read())?;
@@ -273,14 +272,13 @@ where
         if len < RECORD_LEN as u64 {
             // Reserve the record's blocks first: a full disk then fails here, before a byte
             // of the old record is overwritten.
-            FileExt::allocate(&file, RECORD_LEN as u64).map_err(|e| io("allocate", e))?;
+            FileExt::allocate(&file, RECORD_LEN as u64).map_err(|e| io_error("allocate", e))?;
         }
-        file.seek(SeekFrom::Start(0)).map_err(|e| io("seek", e))?;
-        file.write_all(&record.to_bytes())
-            .map_err(|e| io("write", e))?;
+        std::os::unix::fs::FileExt::write_all_at(&file, &record.to_bytes(), 0)
+            .map_err(|e| io_error("write", e))?;
         if len > RECORD_LEN as u64 {
             file.set_len(RECORD_LEN as u64)
-                .map_err(|e| io("truncate", e))?;
+                .map_err(|e| io_error("truncate", e))?;
         }
     }
     // Closing the file releases the flock.

@@ -15,7 +15,7 @@
 //! `flock`. A file grown past 4 KiB by a crowd of waiters is cut back once, when it empties.
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -59,7 +59,7 @@ pub(crate) enum LineError {
 impl Line {
     /// The line in `path`, empty when there is no file.
     pub(crate) fn read(path: &Path) -> Result<Self, LineError> {
-        let mut file = match open(path, false) {
+        let file = match open(path, false) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(opened(e)),
@@ -68,9 +68,8 @@ impl Line {
         if !meta.is_file() {
             return Err(LineError::Foreign("not a regular file".into()));
         }
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| LineError::Io("read", e))?;
+        let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
+        let bytes = crate::io::read_prefix(&file, len).map_err(|e| LineError::Io("read", e))?;
         // Bytes that are not UTF-8 are a torn or foreign write: no readable places.
         let places = std::str::from_utf8(&bytes).map(parse).unwrap_or_default();
         Ok(Self {

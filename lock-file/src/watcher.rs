@@ -18,7 +18,7 @@ use lock_core::{ChangeFuture, ChangeHub};
 #[cfg(any(target_os = "linux", target_os = "android"))]
 use self::inotify::Watching;
 use crate::line::{self, Line};
-use crate::record::{MAX_FILE_LEN, RECORD_LEN, Record};
+use crate::record::{RECORD_LEN, Record};
 
 /// No change notification where there is no inotify: waiters poll.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -88,16 +88,16 @@ impl Watcher {
 /// until the lease's end. Read without the `flock`, so a write under way may show half a
 /// record: anything not read as a live lease wakes the waiters, who then look for themselves.
 fn held_now(path: &Path) -> bool {
-    use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut bytes = Vec::with_capacity(RECORD_LEN);
+    // A live record is `RECORD_LEN` bytes; anything longer is not one.
     let read = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(path)
-        .and_then(|f| f.take(MAX_FILE_LEN).read_to_end(&mut bytes));
-    read.is_ok()
-        && Record::parse(&bytes).is_ok_and(|r| r.is_some_and(|r| r.live_owner(now_ms()).is_some()))
+        .and_then(|f| crate::io::read_prefix(&f, RECORD_LEN + 1));
+    read.is_ok_and(|bytes| {
+        Record::parse(&bytes).is_ok_and(|r| r.is_some_and(|r| r.live_owner(now_ms()).is_some()))
+    })
 }
 
 /// The owner standing first in the line of the lock file at `path`, read without the `flock`;
