@@ -1,26 +1,29 @@
-//! Reading a small file whole with as few system calls as it takes: `std`'s `read_to_end`
-//! on a `File` asks for its size and position first (`statx` + `lseek`) and reads until a read
-//! returns nothing, four calls where one `pread` does, on every operation.
+//! Reading a small file whole in one system call: `std`'s `read_to_end` on a `File` asks for
+//! its size and position first (`statx` + `lseek`) and reads until a read returns nothing, four
+//! calls where one `pread` does, on every operation.
 
 use std::fs::File;
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt as _;
 
-/// The first `len` bytes of `file` (all of it when shorter), read from offset 0 whatever the
-/// file's position: one `pread` when `len` is the file's length.
-pub(crate) fn read_prefix(file: &File, len: usize) -> std::io::Result<Vec<u8>> {
-    let mut bytes = vec![0; len];
-    let mut got = 0;
-    while got < len {
-        match file.read_at(&mut bytes[got..], got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
+/// Up to `limit` bytes of `file` from offset 0, whatever the file's position: one `pread`.
+///
+/// A read of a regular file returns fewer bytes than asked only at the file's end, so a short
+/// read is taken as the end rather than confirmed by a read that returns nothing. (Were one
+/// ever short elsewhere, the record read would be torn: refused as foreign, and nothing
+/// written.) Anything but a regular file fails here or reads as foreign content.
+pub(crate) fn read_up_to(file: &File, limit: usize) -> std::io::Result<Vec<u8>> {
+    let mut bytes = vec![0; limit];
+    loop {
+        match file.read_at(&mut bytes, 0) {
+            Ok(n) => {
+                bytes.truncate(n);
+                return Ok(bytes);
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    bytes.truncate(got);
-    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -30,17 +33,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_the_prefix_from_the_start_whatever_the_position() {
+    fn reads_from_the_start_whatever_the_position() {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(b"0123456789").unwrap(); // the position is now at the end
         let cases: [(usize, &[u8]); 4] = [
             (0, b""),
             (4, b"0123"),
             (10, b"0123456789"),
-            (4096, b"0123456789"), // longer than the file: all of it
+            (4096, b"0123456789"), // more than the file: all of it
         ];
-        for (len, expected) in cases {
-            assert_eq!(read_prefix(&file, len).unwrap(), expected, "len {len}");
+        for (limit, expected) in cases {
+            assert_eq!(read_up_to(&file, limit).unwrap(), expected, "limit {limit}");
         }
     }
 }

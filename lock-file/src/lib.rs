@@ -254,19 +254,25 @@ where
             Err(TryLockError::Error(e)) => return Err(io_error("lock", e)),
         },
     }
-    // Under the lock, so the length is the one this operation reads and overwrites.
-    let meta = file.metadata().map_err(|e| io_error("inspect", e))?;
-    if !meta.is_file() {
-        return Err(corrupt(name, path, "not a regular file"));
-    }
-    let len = meta.len();
+    // Under the lock, so the length read is the one this operation overwrites. One read up to
+    // a byte past the longest lock record tells content and length, without a `stat`.
+    let bytes = match io::read_up_to(&file, MAX_FILE_LEN as usize + 1) {
+        Ok(bytes) => bytes,
+        // A FIFO, a directory opened to inspect: `pread` refuses them.
+        Err(e) => match file.metadata() {
+            Ok(meta) if !meta.is_file() => return Err(corrupt(name, path, "not a regular file")),
+            _ => return Err(io_error("read", e)),
+        },
+    };
+    let len = bytes.len() as u64;
     let stored = if len > MAX_FILE_LEN {
+        let len = file.metadata().map_or(len, |m| m.len());
         Err(format!("{len} bytes, more than a lock record"))
     } else {
-        let bytes = io::read_prefix(&file, len as usize).map_err(|e| io_error("read", e))?;
         Record::parse(&bytes)
     };
-    let (out, write) = decide(stored, Now::read())?;
+    let now = Now::read();
+    let (out, write) = decide(stored, now)?;
     if let Some(record) = write {
         debug_assert!(access != Access::Read, "inspect never writes");
         if len < RECORD_LEN as u64 {

@@ -69,7 +69,7 @@ impl Line {
             return Err(LineError::Foreign("not a regular file".into()));
         }
         let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
-        let bytes = crate::io::read_prefix(&file, len).map_err(|e| LineError::Io("read", e))?;
+        let bytes = crate::io::read_up_to(&file, len).map_err(|e| LineError::Io("read", e))?;
         // Bytes that are not UTF-8 are a torn or foreign write: no readable places.
         let places = std::str::from_utf8(&bytes).map(parse).unwrap_or_default();
         Ok(Self {

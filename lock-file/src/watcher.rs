@@ -94,7 +94,7 @@ fn held_now(path: &Path) -> bool {
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(path)
-        .and_then(|f| crate::io::read_prefix(&f, RECORD_LEN + 1));
+        .and_then(|f| crate::io::read_up_to(&f, RECORD_LEN + 1));
     read.is_ok_and(|bytes| {
         Record::parse(&bytes).is_ok_and(|r| r.is_some_and(|r| r.live_owner(now_ms()).is_some()))
     })
