@@ -286,9 +286,32 @@ where
             file.set_len(RECORD_LEN as u64)
                 .map_err(|e| io_error("truncate", e))?;
         }
+        if record.live_owner(now.ms).is_none() {
+            signal_opening(&file, path);
+        }
     }
-    // Closing the file releases the flock.
+    // Closing the file releases the flock (if an opening has not already).
     Ok(Step::Done(out))
+}
+
+/// Tells the processes waiting on lock file `file` (at `path`) that the record just written
+/// leaves the name open (a release, a force release, a waiter leaving the line of an open
+/// name): their watchers listen for a change of its attributes, not for writes, so that a
+/// grant or a renewal wakes no one. The `flock` goes first: the waiter woken then never finds
+/// it still held by this operation, as it often did when the write itself woke the watchers
+/// (a writer is preempted by the threads its write wakes, on a busy machine, and the waiter
+/// lost its try and went to poll from the blocking pool). Setting the times to now is an
+/// `IN_ATTRIB` event that any process allowed to write the file can make.
+///
+/// A failure changes nothing but the wake-up: the waiters look again at their next keeping
+/// of their place (within 200 ms) or at the lease's end, as they do after any missed wake-up.
+fn signal_opening(file: &File, path: &Path) {
+    use nix::sys::time::TimeSpec;
+    // Closing the file releases the flock anyway; unlocking first only makes it sooner.
+    let _ = FileExt::unlock(file);
+    if let Err(e) = nix::sys::stat::futimens(file, &TimeSpec::UTIME_NOW, &TimeSpec::UTIME_NOW) {
+        tracing::warn!(file = %path.display(), error = %e, "cannot tell waiters the lock is open; they look again within 200 ms");
+    }
 }
 
 /// How long an operation waits for another process to let go of a lock file's `flock`. An

@@ -1,8 +1,9 @@
 //! Change notification for waiters: on Linux one inotify instance per handle, read by its own
 //! thread (`inotify.rs`), on the lock files someone waits on (the files, not their directory:
 //! writes to line files and to other names' lock files wake no one), fanned out per file by a
-//! [`ChangeHub`]. Only writes that leave a lock file without a live lease (a release, a force
-//! release, a waiter leaving the line of an open name) wake anyone, and of the waiters
+//! [`ChangeHub`]. Only operations that leave a lock file without a live lease (a release, a
+//! force release, a waiter leaving the line of an open name) wake anyone, by touching the
+//! file's times once its `flock` is let go (`signal_opening`), and of the waiters
 //! standing in the name's line, only the first's turn (read from the line file, without its
 //! `flock`: a line read mid-write wakes them all, and a turn missed costs a waiter no more
 //! than its next look, within 200 ms). Elsewhere there is no watcher, and waiters poll.
@@ -83,10 +84,11 @@ impl Watcher {
     }
 }
 
-/// Whether the lock file at `path` holds a live lease right now. A write that leaves one (a
-/// grant, a renewal) wakes no waiter: they are woken by the release that follows, or sleep
-/// until the lease's end. Read without the `flock`, so a write under way may show half a
-/// record: anything not read as a live lease wakes the waiters, who then look for themselves.
+/// Whether the lock file at `path` holds a live lease right now: an opening signalled after
+/// someone took the name again (or a link lost from a held file) wakes no waiter; they are
+/// woken by the release that follows, or sleep until the lease's end. Read without the
+/// `flock`, so a write under way may show half a record: anything not read as a live lease
+/// wakes the waiters, who then look for themselves.
 fn held_now(path: &Path) -> bool {
     use std::os::unix::fs::OpenOptionsExt;
     // A live record is `RECORD_LEN` bytes; anything longer is not one.

@@ -1,6 +1,6 @@
 //! What the change watcher watches: the lock files waited on, not their directory, so work on
-//! other names (and on line files) does not wake it; and it stops watching the files nobody
-//! waits on any more. Read from `/proc`: the watcher thread's context switches and the inotify
+//! other names (and on line files) does not wake it, nor do writes that leave the name held;
+//! and it stops watching the files nobody waits on any more. Read from `/proc`: the watcher thread's context switches and the inotify
 //! instance's watch list. One test per binary, so that no other test's watcher is counted.
 
 use std::time::{Duration, Instant};
@@ -79,6 +79,15 @@ async fn only_the_lock_files_waited_on_are_watched() {
     }
     let woke = watcher_wake_ups() - before;
     assert!(woke <= 2, "the watcher woke {woke} times for another name");
+
+    // Renewals and grants of the name waited on leave it held: they wake no process either.
+    let before = watcher_wake_ups();
+    for _ in 0..50 {
+        lock.renew(&waited, &holder, ttl).await.unwrap();
+        lock.try_acquire(&waited, &holder, ttl).await.unwrap();
+    }
+    let woke = watcher_wake_ups() - before;
+    assert!(woke <= 2, "the watcher woke {woke} times for a held name");
     lock.release(&waited, &holder).await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), change)
         .await

@@ -12,16 +12,17 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDe
 
 use super::{first_in_line, held_now, key};
 
-/// What the watcher listens for on a lock file: writes, and the file losing a link (`unlink`,
-/// `rename` over it: `IN_ATTRIB`), going away or being moved. Not opens, closes or reads:
-/// every try opens the lock file, and waking every waiting process's watcher on each of those
-/// was most of a contended handoff's cost. The lock file itself is watched, not its directory,
-/// so writes to the line files beside it and to other names' lock files wake no one.
+/// What the watcher listens for on a lock file: a change of its attributes (`IN_ATTRIB`), which
+/// an operation that leaves the name open makes after its write (`signal_opening`), and which
+/// the file losing a link (`unlink`, `rename` over it) makes too; the file going away or being
+/// moved. Not writes: a grant or a renewal wakes no process (they woke every waiting process's
+/// watcher, to read that the name was held, on every grant: CPU taken from the next holder at
+/// each handoff). Not opens, closes or reads: every try opens the lock file, and waking every
+/// waiting process's watcher on each of those was most of a contended handoff's cost. The lock
+/// file itself is watched, not its directory, so the line files beside it and other names'
+/// lock files wake no one.
 fn mask() -> AddWatchFlags {
-    AddWatchFlags::IN_MODIFY
-        | AddWatchFlags::IN_ATTRIB
-        | AddWatchFlags::IN_DELETE_SELF
-        | AddWatchFlags::IN_MOVE_SELF
+    AddWatchFlags::IN_ATTRIB | AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF
 }
 
 /// The inotify instance, the lock files it watches, and the thread that reads it.
@@ -187,12 +188,14 @@ fn on_event(event: &InotifyEvent, files: &Mutex<Files>, hub: &ChangeHub) {
             }
         }
     };
-    if event.mask.contains(AddWatchFlags::IN_MODIFY) {
+    if event.mask.contains(AddWatchFlags::IN_ATTRIB) {
+        // An opening (or a lost link, which the file's going away follows): the first in
+        // line's turn, unless someone took the name meanwhile.
         if !held_now(&path) {
             hub.notify_turn(&key(&path), first_in_line(&path).as_deref());
         }
     } else {
-        // Unlinked, replaced, moved or gone: whatever the name holds now, everyone looks.
+        // Gone or moved: whatever the name holds now, everyone looks.
         hub.notify(&key(&path));
     }
 }
