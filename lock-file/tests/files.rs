@@ -170,6 +170,23 @@ async fn a_fifo_planted_at_the_path_does_not_hang() {
     assert!(matches!(got, Err(Error::Corrupt { detail, .. }) if detail.contains("regular")));
 }
 
+/// A directory at the path: an operation that only reads opens it, and the read tells.
+#[tokio::test]
+async fn a_directory_planted_at_the_path_is_refused_as_not_a_regular_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lock = FileLock::new(tmp.path()).unwrap();
+    let n = name("job");
+    fs::create_dir(lock.path_of(&n)).unwrap();
+    let got = lock.inspect(&n).await;
+    assert!(
+        matches!(&got, Err(Error::Corrupt { detail, .. }) if detail.contains("regular")),
+        "{got:?}"
+    );
+    let owner = OwnerId::random();
+    assert!(lock.try_acquire(&n, &owner, ttl()).await.is_err());
+    assert!(lock.path_of(&n).is_dir(), "left as it was");
+}
+
 /// A directory this process cannot write to: a read-only tmpfs when root (root ignores
 /// modes), `chmod 500` otherwise. Made writable again (and unmounted) on drop.
 struct ReadOnly {
