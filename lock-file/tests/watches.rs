@@ -1,7 +1,8 @@
 //! What the change watcher watches: the lock files waited on, not their directory, so work on
 //! other names (and on line files) does not wake it, nor do writes that leave the name held;
-//! and it stops watching the files nobody waits on any more. Read from `/proc`: the watcher thread's context switches and the inotify
-//! instance's watch list. One test per binary, so that no other test's watcher is counted.
+//! and it stops watching the files nobody waits on any more. Read from `/proc`: the watcher
+//! thread's context switches and the inotify instance's watch list. One test per binary, so
+//! that no other test's watcher is counted.
 
 use std::time::{Duration, Instant};
 
