@@ -22,4 +22,7 @@ pub struct Capabilities {
     /// ([`Lock::try_acquire_in_line`](crate::Lock::try_acquire_in_line)); without it, a
     /// release goes to whichever waiter asks first.
     pub fair_line: bool,
+    /// A lease can be tied to the life of the processes that hold it ([`Lock::tie`](crate::Lock::tie)):
+    /// once they are all gone, the name is free at once instead of after the ttl.
+    pub holder_tie: bool,
 }

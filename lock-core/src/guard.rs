@@ -9,21 +9,36 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::wait::acquire_timed;
 use crate::{
-    Acquisition, Error, FencingToken, InvalidInput, Lease, Lock, LockName, OwnerId, ReleaseOutcome,
-    RenewOutcome, Ttl, Wait,
+    Acquisition, Error, FencingToken, HolderTie, InvalidInput, Lease, Lock, LockName, OwnerId,
+    ReleaseOutcome, RenewOutcome, Ttl, Wait,
 };
 
-/// How to acquire a [`Guard`]: ttl, wait, owner and renewal interval.
-#[derive(Clone, Debug, Default)]
+/// How to acquire a [`Guard`]: ttl, wait, owner, renewal interval, and whether the lease is
+/// tied to this process.
+#[derive(Clone, Debug)]
 pub struct AcquireOptions {
     ttl: Ttl,
     wait: Wait,
     owner: Option<OwnerId>,
     renew_every: Option<Duration>,
+    tie: bool,
+}
+
+impl Default for AcquireOptions {
+    fn default() -> Self {
+        Self {
+            ttl: Ttl::default(),
+            wait: Wait::default(),
+            owner: None,
+            renew_every: None,
+            tie: true,
+        }
+    }
 }
 
 impl AcquireOptions {
-    /// Defaults: ttl 30 s, wait forever, a fresh random owner, renewal every ttl/3.
+    /// Defaults: ttl 30 s, wait forever, a fresh random owner, renewal every ttl/3, the lease
+    /// tied to this process where the backend can.
     pub fn new() -> Self {
         Self::default()
     }
@@ -49,6 +64,15 @@ impl AcquireOptions {
     /// Renew this often instead of every ttl/3. Must be above zero and below the ttl.
     pub fn renew_every(mut self, every: Duration) -> Self {
         self.renew_every = Some(every);
+        self
+    }
+
+    /// Whether to tie the lease to the life of this process ([`Lock::tie`]) on a backend with
+    /// [`Capabilities::holder_tie`](crate::Capabilities::holder_tie); on by default, so that a
+    /// holder that crashes frees the name at once. Elsewhere this changes nothing: the lease
+    /// of a crashed holder lapses after its ttl.
+    pub fn tie(mut self, tie: bool) -> Self {
+        self.tie = tie;
         self
     }
 }
@@ -99,7 +123,10 @@ impl std::fmt::Display for LossReason {
 ///   not renew afterwards, even where the backend would still have accepted the renewal;
 /// - [`Guard::release`] gives the lease up and says how that went; dropping the guard stops
 ///   the renewals and releases in the background, best effort (the lease lapses after its ttl
-///   if that release cannot be sent).
+///   if that release cannot be sent);
+/// - on a backend with [`Capabilities::holder_tie`](crate::Capabilities::holder_tie), the
+///   lease is tied to this process ([`Guard::tie`]): if the process dies, the name is free at
+///   once, not after the ttl.
 ///
 /// ```
 /// # async fn demo() -> Result<(), lock_core::Error> {
@@ -127,6 +154,8 @@ pub struct Guard {
     valid_until: watch::Receiver<Instant>,
     renewer: JoinHandle<()>,
     released: bool,
+    /// Dropped with the guard: the lease then ends at once (after the release, or instead).
+    tie: Option<HolderTie>,
 }
 
 impl Guard {
@@ -134,7 +163,8 @@ impl Guard {
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for a renewal interval that is zero or not below the ttl
-    /// (before the backend is touched); otherwise the backend's error.
+    /// (before the backend is touched); otherwise the backend's error. A tie that fails after
+    /// the grant releases the lease again, best effort, before the error is returned.
     pub async fn acquire(
         lock: Arc<dyn Lock>,
         name: LockName,
@@ -153,14 +183,31 @@ impl Guard {
         let (acquisition, sent) = acquire_timed(&*lock, &name, &owner, ttl, options.wait).await?;
         Ok(match acquisition {
             Acquisition::Acquired(lease) => {
-                Acquisition::Acquired(Self::start(lock, lease, every, sent))
+                let tie = if options.tie && lock.capabilities().holder_tie {
+                    match lock.tie(&name, &owner).await {
+                        Ok(tie) => tie,
+                        Err(e) => {
+                            let _ = lock.release(&name, &owner).await;
+                            return Err(e);
+                        }
+                    }
+                } else {
+                    None
+                };
+                Acquisition::Acquired(Self::start(lock, lease, every, sent, tie))
             }
             Acquisition::Held(h) => Acquisition::Held(h),
             Acquisition::TimedOut(h) => Acquisition::TimedOut(h),
         })
     }
 
-    fn start(lock: Arc<dyn Lock>, lease: Lease, every: Duration, sent: Instant) -> Self {
+    fn start(
+        lock: Arc<dyn Lock>,
+        lease: Lease,
+        every: Duration,
+        sent: Instant,
+        tie: Option<HolderTie>,
+    ) -> Self {
         let (tx, loss) = watch::channel(None);
         let (valid_tx, valid_until) = watch::channel(sent + lease.ttl.duration());
         let renewer = tokio::spawn(renew_loop(
@@ -180,6 +227,7 @@ impl Guard {
             valid_until,
             renewer,
             released: false,
+            tie,
         }
     }
 
@@ -218,6 +266,22 @@ impl Guard {
     /// renewal the lease is gone at once, whatever this says: check [`Guard::loss`] too.
     pub fn valid_until(&self) -> Instant {
         *self.valid_until.borrow()
+    }
+
+    /// [`Guard::valid_until`] as it moves: the receiver sees each successful renewal's new
+    /// instant, for a watchdog that must act before the lease can lapse (another process
+    /// that stops the work if this one stops renewing, say).
+    pub fn valid_until_changes(&self) -> watch::Receiver<Instant> {
+        self.valid_until.clone()
+    }
+
+    /// The tie of the lease to this process ([`Lock::tie`]), when the backend made one: hand a
+    /// copy ([`HolderTie::try_clone`], or the descriptor inherited) to the processes doing the
+    /// work, so that the lease stands until they are gone too. `None` on a backend without
+    /// [`Capabilities::holder_tie`](crate::Capabilities::holder_tie), or with
+    /// [`AcquireOptions::tie`] off.
+    pub fn tie(&self) -> Option<&HolderTie> {
+        self.tie.as_ref()
     }
 
     /// Stops renewing and releases the lease.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::{
-    AcquireOutcome, Capabilities, Error, InLineOutcome, LockName, LockState, OwnerId,
+    AcquireOutcome, Capabilities, Error, HolderTie, InLineOutcome, LockName, LockState, OwnerId,
     ReleaseOutcome, RenewOutcome, Ttl,
 };
 
@@ -133,6 +133,30 @@ pub trait Lock: Send + Sync + fmt::Debug {
     /// - [`LockState::Open`], or [`LockState::Locked`] with owner, token and time left; nothing
     ///   changes.
     async fn inspect(&self, name: &LockName) -> Result<LockState, Error>;
+
+    /// Ties `owner`'s live lease on `name` to the life of this process and of the processes it
+    /// hands the returned [`HolderTie`] to (see there).
+    ///
+    /// What [`Guard::acquire`](crate::Guard::acquire) calls after a grant on a backend with
+    /// [`Capabilities::holder_tie`], so that a holder that crashes frees the name at once.
+    ///
+    /// # Behavior
+    /// - a live lease of `owner`: `Some(tie)`; the lease is unchanged (same token, same
+    ///   expiry). While the tie or a copy of it is open, every operation sees the lease as
+    ///   before; a second tie of the same lease keeps it too.
+    /// - once every copy of every tie of the lease is closed: the lease has ended. Inspect says
+    ///   open, the next acquisition takes the name at once with a higher token, `owner`'s
+    ///   renewal is lost and its release finds nothing locked.
+    /// - a tie does not keep a lease past its expiry: without renewals it lapses at its ttl,
+    ///   tie open or not.
+    /// - no live lease of `owner`: `None`; nothing changes.
+    ///
+    /// A re-acquisition or renewal by `owner` keeps the lease tied. The default, for a backend
+    /// that cannot tie, is `None`.
+    async fn tie(&self, name: &LockName, owner: &OwnerId) -> Result<Option<HolderTie>, Error> {
+        let _ = (name, owner);
+        Ok(None)
+    }
 
     /// Starts watching `name`: the returned future completes once the name may have changed
     /// after this call returned (a release, a force release; spurious wake-ups are allowed).

@@ -114,6 +114,7 @@ impl Lock for MemoryLock {
             wake_on_release: true,
             owner_on_any_handle: true,
             fair_line: true,
+            holder_tie: false,
             ..Capabilities::default()
         }
     }

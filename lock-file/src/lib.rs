@@ -6,6 +6,7 @@ mod io;
 mod line;
 mod path;
 mod record;
+mod tie;
 mod watcher;
 
 use std::fs::{File, OpenOptions};
@@ -17,8 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use fs4::{FileExt, TryLockError};
 use lock_core::{
-    AcquireOutcome, Capabilities, ChangeFuture, Error, FencingToken, Holder, InLineOutcome, Lease,
-    Lock, LockName, LockState, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Capabilities, ChangeFuture, Error, FencingToken, Holder, HolderTie,
+    InLineOutcome, Lease, Lock, LockName, LockState, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
 };
 
 pub use dir::default_dir;
@@ -265,13 +266,18 @@ where
         },
     };
     let len = bytes.len() as u64;
+    let now = Now::read();
     let stored = if len > MAX_FILE_LEN {
         let len = file.metadata().map_or(len, |m| m.len());
         Err(format!("{len} bytes, more than a lock record"))
     } else {
-        Record::parse(&bytes)
+        match Record::parse(&bytes) {
+            Ok(Some(record)) => Ok(Some(
+                ended_if_untied(record, &file, now.ms).map_err(|e| io_error("check ties on", e))?,
+            )),
+            other => other,
+        }
     };
-    let now = Now::read();
     let (out, write) = decide(stored, now)?;
     if let Some(record) = write {
         debug_assert!(access != Access::Read, "inspect never writes");
@@ -292,6 +298,15 @@ where
     }
     // Closing the file releases the flock (if an opening has not already).
     Ok(Step::Done(out))
+}
+
+/// A tied lease whose ties are all closed has ended: read as expired, so that every decision
+/// treats it as a lease that ran out (a new grant gets the next token).
+fn ended_if_untied(mut record: Record, file: &File, now_ms: u64) -> std::io::Result<Record> {
+    if record.tied && record.live_owner(now_ms).is_some() && !tie::held(file, record.token)? {
+        record.expires_ms = 0;
+    }
+    Ok(record)
 }
 
 /// Tells the processes waiting on lock file `file` (at `path`) that the record just written
@@ -393,17 +408,18 @@ fn try_grant(
     ttl: Ttl,
     now: Now,
 ) -> (AcquireOutcome, Option<Record>) {
-    let token = match record {
+    let (token, tied) = match record {
         Some(r) if r.live_owner(now.ms).is_some_and(|o| o != owner.as_str()) => {
             return (AcquireOutcome::Held(holder(r, now)), None);
         }
-        Some(r) if r.live_owner(now.ms).is_some() => {
-            FencingToken::new(r.token).expect("checked when parsed")
-        }
-        Some(r) => now.next_token(Some(r.token)),
-        None => now.next_token(None),
+        Some(r) if r.live_owner(now.ms).is_some() => (
+            FencingToken::new(r.token).expect("checked when parsed"),
+            r.tied,
+        ),
+        Some(r) => (now.next_token(Some(r.token)), false),
+        None => (now.next_token(None), false),
     };
-    let write = Record::held(owner, token.get(), now.expiry(ttl));
+    let write = Record::held(owner, token.get(), now.expiry(ttl)).with_tie(tied);
     let lease = Lease {
         name: name.clone(),
         owner: owner.clone(),
@@ -434,6 +450,7 @@ impl Lock for FileLock {
             cross_process: true,
             owner_on_any_handle: true,
             fair_line: true,
+            holder_tie: true,
         }
     }
 
@@ -520,7 +537,7 @@ impl Lock for FileLock {
         self.transact(name, Access::Write, move |stored, now| {
             Ok(match intact(stored, &lease_name, &path)? {
                 Some(r) if r.live_owner(now.ms) == Some(owner.as_str()) => {
-                    let write = Record::held(&owner, r.token, now.expiry(ttl));
+                    let write = Record::held(&owner, r.token, now.expiry(ttl)).with_tie(r.tied);
                     let lease = Lease {
                         name: lease_name,
                         owner,
@@ -570,6 +587,24 @@ impl Lock for FileLock {
                     (ReleaseOutcome::Released, Some(Record::open(floor)))
                 }
             })
+        })
+        .await
+    }
+
+    /// The tie is an open-file-description lock on the lock file (see the crate's docs).
+    async fn tie(&self, name: &LockName, owner: &OwnerId) -> Result<Option<HolderTie>, Error> {
+        let (path, lease_name, owner) = (self.path_of(name), name.clone(), owner.clone());
+        self.transact(name, Access::Write, move |stored, now| {
+            let Some(r) = intact(stored, &lease_name, &path)?
+                .filter(|r| r.live_owner(now.ms) == Some(owner.as_str()))
+            else {
+                return Ok((None, None));
+            };
+            let tie = tie::take(&path, r.token).map_err(|e| {
+                Error::backend(format!("cannot tie lock file {}", path.display()), e)
+            })?;
+            let write = (!r.tied).then(|| r.with_tie(true));
+            Ok((Some(HolderTie::from_fd(tie)), write))
         })
         .await
     }

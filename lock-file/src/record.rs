@@ -3,7 +3,9 @@
 //! `{"v":1,"owner":"…","token":42,"expires_ms":1763829384123}`: `owner` is `null` when the
 //! lock is open, `token` is the last fencing token handed out for the name (it survives
 //! release and expiry), `expires_ms` is the lease's end on the system clock, in milliseconds
-//! since the Unix epoch. The object is padded with spaces to [`RECORD_LEN`] bytes and always
+//! since the Unix epoch. `"tied":true` follows when the lease is tied to its holders' processes
+//! (see `tie.rs`); it is left out otherwise, so records of untied leases read the same as
+//! before ties existed. The object is padded with spaces to [`RECORD_LEN`] bytes and always
 //! written in place with one write, so the file never shrinks or grows once it exists and a
 //! full disk cannot tear it. An empty file (or one of NULs from preallocation) is a name never
 //! acquired.
@@ -26,6 +28,8 @@ pub(crate) struct Record {
     pub(crate) owner: Option<String>,
     pub(crate) token: u64,
     pub(crate) expires_ms: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) tied: bool,
 }
 
 impl Record {
@@ -36,7 +40,13 @@ impl Record {
             owner: Some(owner.as_str().to_owned()),
             token,
             expires_ms,
+            tied: false,
         }
+    }
+
+    /// This record, with its lease tied (or not) to its holders' processes.
+    pub(crate) fn with_tie(self, tied: bool) -> Self {
+        Self { tied, ..self }
     }
 
     /// An open lock whose last token was `token`.
@@ -46,6 +56,7 @@ impl Record {
             owner: None,
             token,
             expires_ms: 0,
+            tied: false,
         }
     }
 
@@ -102,6 +113,7 @@ mod tests {
             Record::open(0),
             Record::open(u64::MAX),
             Record::held(&owner, 7, 1_763_829_384_123),
+            Record::held(&owner, u64::MAX, u64::MAX).with_tie(true),
         ] {
             let bytes = record.to_bytes();
             assert_eq!(bytes.len(), RECORD_LEN);
@@ -136,6 +148,10 @@ mod tests {
             (
                 br#"{"v":1,"owner":"a","token":0,"expires_ms":0}"#,
                 Err("token 0"),
+            ),
+            (
+                br#"{"v":1,"owner":"a","token":3,"expires_ms":9,"tied":true}"#,
+                Ok(true),
             ),
             (
                 br#"{"v":1,"owner":null,"token":3,"expires_ms":0,"x":1}"#,

@@ -85,21 +85,32 @@ impl Watcher {
 }
 
 /// Whether the lock file at `path` holds a live lease right now: an opening signalled after
-/// someone took the name again (or a link lost from a held file) wakes no waiter; they are
-/// woken by the release that follows, or sleep until the lease's end. Read without the
-/// `flock`, so a write under way may show half a record: anything not read as a live lease
-/// wakes the waiters, who then look for themselves.
+/// someone took the name again (or a link lost from a held file, or a reader's close) wakes no
+/// waiter; they are woken by the release that follows, or sleep until the lease's end. Read
+/// without the `flock`, so a write under way may show half a record: anything not read as a
+/// live lease (a tied one whose ties are all closed included) wakes the waiters, who then look
+/// for themselves.
+///
+/// Opened for writing, though it only reads: the close of a read-only descriptor is the event
+/// that brought the watcher here (a tie closed), and must not bring it back.
 fn held_now(path: &Path) -> bool {
     use std::os::unix::fs::OpenOptionsExt;
-    // A live record is `RECORD_LEN` bytes; anything longer is not one.
-    let read = std::fs::OpenOptions::new()
+    let Ok(file) = std::fs::OpenOptions::new()
         .read(true)
+        .write(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(path)
-        .and_then(|f| crate::io::read_up_to(&f, RECORD_LEN + 1));
-    read.is_ok_and(|bytes| {
-        Record::parse(&bytes).is_ok_and(|r| r.is_some_and(|r| r.live_owner(now_ms()).is_some()))
-    })
+    else {
+        return false;
+    };
+    // A live record is `RECORD_LEN` bytes; anything longer is not one.
+    let Ok(Ok(Some(record))) =
+        crate::io::read_up_to(&file, RECORD_LEN + 1).map(|b| Record::parse(&b))
+    else {
+        return false;
+    };
+    record.live_owner(now_ms()).is_some()
+        && (!record.tied || crate::tie::held(&file, record.token).unwrap_or(false))
 }
 
 /// The owner standing first in the line of the lock file at `path`, read without the `flock`;
@@ -147,6 +158,17 @@ mod tests {
             );
         }
         assert!(!held_now(&dir.path().join("missing.lock")));
+        // A tied lease is held while a tie of it is open, and not a moment longer.
+        std::fs::write(
+            &path,
+            Record::held(&owner, 7, u64::MAX).with_tie(true).to_bytes(),
+        )
+        .unwrap();
+        assert!(!held_now(&path), "no tie open");
+        let tie = crate::tie::take(&path, 7).unwrap();
+        assert!(held_now(&path));
+        drop(tie);
+        assert!(!held_now(&path));
     }
 
     #[test]

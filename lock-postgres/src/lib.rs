@@ -173,6 +173,7 @@ impl Lock for PostgresLock {
             cross_process: true,
             owner_on_any_handle: !session,
             fair_line: !session,
+            holder_tie: false,
         }
     }
 

@@ -140,6 +140,7 @@ impl Lock for RedisLock {
             cross_process: true,
             owner_on_any_handle: true,
             fair_line: true,
+            holder_tie: false,
         }
     }
 

@@ -15,14 +15,19 @@ use super::{first_in_line, held_now, key};
 /// What the watcher listens for on a lock file: a change of its attributes (`IN_ATTRIB`), which
 /// an operation that leaves the name open makes after its write (`signal_opening`), and which
 /// the file losing a link (`unlink`, `rename` over it) makes too; the file going away or being
-/// moved. Not writes: a grant or a renewal wakes no process (they woke every waiting process's
+/// moved; and the last close of a read-only descriptor (`IN_CLOSE_NOWRITE`), which is how a
+/// tied lease ends when its holders die (`tie.rs`: a tie is such a descriptor; operations open
+/// the file for writing, and only an inspect's read also makes this event). Not writes: a grant or a renewal wakes no process (they woke every waiting process's
 /// watcher, to read that the name was held, on every grant: CPU taken from the next holder at
 /// each handoff). Not opens, closes or reads: every try opens the lock file, and waking every
 /// waiting process's watcher on each of those was most of a contended handoff's cost. The lock
 /// file itself is watched, not its directory, so the line files beside it and other names'
 /// lock files wake no one.
 fn mask() -> AddWatchFlags {
-    AddWatchFlags::IN_ATTRIB | AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF
+    AddWatchFlags::IN_ATTRIB
+        | AddWatchFlags::IN_CLOSE_NOWRITE
+        | AddWatchFlags::IN_DELETE_SELF
+        | AddWatchFlags::IN_MOVE_SELF
 }
 
 /// The inotify instance, the lock files it watches, and the thread that reads it.
@@ -188,9 +193,12 @@ fn on_event(event: &InotifyEvent, files: &Mutex<Files>, hub: &ChangeHub) {
             }
         }
     };
-    if event.mask.contains(AddWatchFlags::IN_ATTRIB) {
-        // An opening (or a lost link, which the file's going away follows): the first in
-        // line's turn, unless someone took the name meanwhile.
+    if event
+        .mask
+        .intersects(AddWatchFlags::IN_ATTRIB | AddWatchFlags::IN_CLOSE_NOWRITE)
+    {
+        // An opening, a tie closed (or a lost link, which the file's going away follows):
+        // the first in line's turn, unless someone holds the name.
         if !held_now(&path) {
             hub.notify_turn(&key(&path), first_in_line(&path).as_deref());
         }
