@@ -84,9 +84,10 @@ pub struct RunArgs {
     /// Do not wait: exit at once if the lock is held.
     #[arg(long)]
     pub no_wait: bool,
-    /// When the lock is lost: grace between TERM and KILL.
-    #[arg(long, default_value = "5s", allow_hyphen_values = true, value_parser = Checked::new("a duration", parse_duration))]
-    pub kill_after: Duration,
+    /// When the command must stop: grace between TERM and KILL [default: 5s, at most a third
+    /// of the ttl].
+    #[arg(long, allow_hyphen_values = true, value_parser = Checked::new("a duration", parse_duration))]
+    pub kill_after: Option<Duration>,
     /// Exit code when the lock is not taken.
     #[arg(long, default_value_t = 75)]
     pub conflict_exit_code: u8,

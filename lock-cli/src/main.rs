@@ -12,6 +12,7 @@ mod args;
 mod report;
 mod run;
 mod signals;
+mod supervisor;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use lock::{Acquisition, Lock, LockState, ReleaseOutcome, RenewOutcome, Wait};
 
 use crate::args::{Cli, Command};
 use crate::report::{EXIT_USAGE, Outcome, Report};
+use crate::supervisor::Supervisor;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -51,12 +53,25 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    // Before any thread exists: the supervisor is forked from this process as it is now.
+    let supervisor = match &cli.command {
+        Command::Run(args) => match Supervisor::fork(args.name.name.as_str(), &args.command) {
+            Ok(supervisor) => Some(supervisor),
+            Err(e) => {
+                let message = format!("cannot start the command's supervisor process: {e}");
+                let report = Report::failure(Some(args.name.name.to_string()), message, 1);
+                report.print(cli.json);
+                return ExitCode::from(report.exit_code());
+            }
+        },
+        _ => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let report = runtime.block_on(execute(cli.backend.as_deref(), cli.command));
+    let report = runtime.block_on(execute(cli.backend.as_deref(), cli.command, supervisor));
     report.print(cli.json);
     // Do not wait for background tasks (a renewal in flight, say).
     runtime.shutdown_background();
@@ -76,7 +91,11 @@ fn first_line(e: &clap::Error) -> String {
         .to_owned()
 }
 
-async fn execute(backend: Option<&str>, command: Command) -> Report {
+async fn execute(
+    backend: Option<&str>,
+    command: Command,
+    supervisor: Option<Supervisor>,
+) -> Report {
     let connected = match backend {
         Some(url) => lock::connect(url).await,
         None => lock::connect_default().await,
@@ -86,7 +105,10 @@ async fn execute(backend: Option<&str>, command: Command) -> Report {
         Err(e) => return Report::error(Some(command.name()), &e),
     };
     match command {
-        Command::Run(args) => run::run(lock, args).await,
+        Command::Run(args) => {
+            let supervisor = supervisor.expect("forked for run");
+            run::run(lock, args, supervisor).await
+        }
         Command::Acquire(a) => {
             let name = &a.name.name;
             let wait = a.wait.map_or(Wait::No, Wait::For);

@@ -1,23 +1,30 @@
 //! `lock run`: take the lock, run the command while renewing, stop it if the lock is lost.
+//!
+//! The command runs under a supervisor process (see `supervisor.rs`) that stops it when `lock`
+//! goes away or the lease's deadline comes without a renewal.
 
-use std::process::ExitStatus;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use lock::{
-    AcquireOptions, Acquisition, Guard, Holder, Lock, LockName, OwnerId, ReleaseOutcome, Wait,
+    AcquireOptions, Acquisition, Guard, Holder, Lock, LockName, OwnerId, ReleaseOutcome, Ttl, Wait,
 };
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use tokio::process::Command;
+use nix::sys::signal::Signal;
 
 use crate::args::RunArgs;
 use crate::report::{EXIT_LOST, Outcome, Report};
 use crate::signals::{self, Signals};
+use crate::supervisor::{FromSupervisor, Supervisor, Why, margin, max_grace};
 
-pub async fn run(lock: Arc<dyn Lock>, args: RunArgs) -> Report {
+/// The grace between TERM and KILL when `--kill-after` is not given (cut to a third of the
+/// ttl, silently, when the ttl is shorter than 15 s).
+const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(5);
+
+pub async fn run(lock: Arc<dyn Lock>, args: RunArgs, supervisor: Supervisor) -> Report {
     // Before the first try: from the moment the lock can be held, a signal must find us ready.
     let mut signals = Signals::install();
+    let grace = grace(args.kill_after, args.ttl);
     let name = args.name.name.clone();
     let wait = match (args.no_wait, args.wait) {
         (true, _) => Wait::No,
@@ -64,7 +71,26 @@ pub async fn run(lock: Arc<dyn Lock>, args: RunArgs) -> Report {
             .lease(&lease)
             .run_ended(signals::exit_code(signal));
     }
-    supervise(guard, &name, &args, signals).await
+    supervise(guard, &name, grace, signals, supervisor).await
+}
+
+/// The grace between TERM and KILL: `--kill-after`, cut to a third of the ttl so that KILL
+/// lands before the lease can lapse (saying so when the cut one was given).
+fn grace(kill_after: Option<Duration>, ttl: Ttl) -> Duration {
+    let most = max_grace(ttl);
+    match kill_after {
+        Some(given) if given > most => {
+            say!(
+                "lock: --kill-after {} is cut to {}, a third of the ttl, so that the command is \
+                 stopped before its lease can lapse",
+                humantime::format_duration(given),
+                humantime::format_duration(most)
+            );
+            most
+        }
+        Some(given) => given,
+        None => DEFAULT_KILL_AFTER.min(most),
+    }
 }
 
 /// A signal came while waiting: stop waiting, leave nothing behind, do not start the command.
@@ -116,83 +142,99 @@ fn say_waiting(name: &LockName, holder: &Holder, wait: Wait) {
     );
 }
 
-/// Runs the command under the guard and says how it ended.
-async fn supervise(guard: Guard, name: &LockName, args: &RunArgs, mut signals: Signals) -> Report {
+/// Runs the command under the guard, through its supervisor, and says how it ended.
+async fn supervise(
+    guard: Guard,
+    name: &LockName,
+    grace: Duration,
+    mut signals: Signals,
+    supervisor: Supervisor,
+) -> Report {
     let lease = guard.lease().clone();
-    let mut command = Command::new(&args.command[0]);
-    command
-        .args(&args.command[1..])
-        .env("LOCK_NAME", name.as_str())
-        .env("LOCK_FENCING_TOKEN", lease.token.to_string())
-        // Its own process group, so that stopping it stops what it started too.
-        .process_group(0);
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(e) => {
+    let mut validity = guard.valid_until_changes();
+    let valid_until = *validity.borrow_and_update();
+    let tie = guard.tie().map(AsFd::as_fd);
+    let started = supervisor
+        .start(
+            lease.token.get(),
+            tie,
+            valid_until,
+            margin(lease.ttl),
+            grace,
+        )
+        .await;
+    let mut running = match started {
+        Ok(running) => running,
+        Err(failed) => {
             let _ = guard.release().await;
-            let code = if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
+            let (code, message) = match failed {
+                Some(FromSupervisor::Failed { code, message }) => (code, message),
+                _ => (
+                    1,
+                    "the command's supervisor process ended before it started".into(),
+                ),
             };
-            let message = format!("cannot start {:?}: {e}", args.command[0]);
             return Report::failure(Some(name.to_string()), message, code).run_ended(code);
         }
     };
-    let group = Pid::from_raw(child.id().expect("a running child has a pid") as i32);
     let mut lost = None;
-    let kill_at = tokio::time::sleep(Duration::MAX / 4);
-    tokio::pin!(kill_at);
-    let status = loop {
+    let mut renewing = true;
+    let ended = loop {
         tokio::select! {
-            status = child.wait() => break status,
+            message = running.next() => match message {
+                Some(FromSupervisor::Exited { code, why }) => break Some((code, why)),
+                Some(_) => {}
+                None => break None,
+            },
             reason = guard.lost(), if lost.is_none() => {
                 say!("lock: lost {name}: {reason}; stopping the command (TERM, then KILL after {})",
-                    humantime::format_duration(args.kill_after));
-                let _ = killpg(group, Signal::SIGTERM);
-                kill_at.as_mut().reset(tokio::time::Instant::now() + args.kill_after);
+                    humantime::format_duration(grace));
+                running.stop().await;
                 lost = Some(reason);
             }
-            () = &mut kill_at, if lost.is_some() => {
-                let _ = killpg(group, Signal::SIGKILL);
-                kill_at.as_mut().reset(tokio::time::Instant::now() + Duration::MAX / 4);
-            }
-            signal = signals.recv() => { let _ = killpg(group, signal); }
+            changed = validity.changed(), if renewing => match changed {
+                Ok(()) => {
+                    let valid_until = *validity.borrow_and_update();
+                    running.renewed(valid_until).await;
+                }
+                Err(_) => renewing = false,
+            },
+            signal = signals.recv() => running.signal(signal).await,
         }
     };
-    let exit = match status {
-        Ok(status) => exit_code(status),
-        Err(e) => {
-            say!("lock: cannot wait for the command: {e}");
-            1
-        }
+    let Some((exit, why)) = ended else {
+        say!("lock: the command's supervisor process ended unexpectedly; stopping the command");
+        running.stop_without_supervisor(grace).await;
+        let _ = guard.release().await;
+        let message = "the command's supervisor process ended unexpectedly".to_owned();
+        return Report::failure(Some(name.to_string()), message, 1).run_ended(1);
     };
+    if why == Why::Deadline && lost.is_none() {
+        // The supervisor stopped it: no renewal got through in time (this process stopped, or
+        // the backend unreachable). The lease may still be ours, but the command is gone.
+        let _ = guard.release().await;
+        return Report::new(name, Outcome::Lost)
+            .lease(&lease)
+            .run_ended(EXIT_LOST);
+    }
+    if lost.is_some() {
+        return Report::new(name, Outcome::Lost)
+            .lease(&lease)
+            .run_ended(EXIT_LOST);
+    }
     let released = guard.release().await;
     let report = Report::new(name, Outcome::Released).lease(&lease);
-    match (lost, released) {
-        (None, Ok(ReleaseOutcome::Released)) => report.run_ended(exit),
-        (Some(_), _) => Report::new(name, Outcome::Lost)
-            .lease(&lease)
-            .run_ended(EXIT_LOST),
-        (None, Ok(_)) => {
+    match released {
+        Ok(ReleaseOutcome::Released) => report.run_ended(exit),
+        Ok(_) => {
             say!("lock: {name} was lost just as the command ended");
             Report::new(name, Outcome::Lost)
                 .lease(&lease)
                 .run_ended(EXIT_LOST)
         }
-        (None, Err(e)) => {
+        Err(e) => {
             say!("lock: could not release {name} (it lapses after its ttl): {e}");
             report.run_ended(exit)
         }
-    }
-}
-
-/// The command's exit code, or 128 + the signal that killed it, as shells report it.
-fn exit_code(status: ExitStatus) -> u8 {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code as u8,
-        (None, Some(sig)) => (128 + sig) as u8,
-        (None, None) => 1,
     }
 }
