@@ -1,4 +1,4 @@
-//! The command line, as SPEC.md writes it.
+//! The command line, as the contract page (`docs/contract.md`) writes it.
 
 use std::ffi::{OsStr, OsString};
 use std::time::Duration;
@@ -40,6 +40,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Take the lock, run CMD while renewing it, release when CMD ends; exit as CMD did.
+    ///
+    /// CMD never outlives `lock` nor its lease: a supervisor process between them stops CMD's
+    /// process group (TERM, then KILL after --kill-after) when `lock` ends, however it ends,
+    /// when the lock is lost, and before the lease could lapse when no renewal got through
+    /// (`lock` stopped, backend unreachable). What CMD leaves running in its group is stopped
+    /// when it ends. A process that leaves the group (setsid) is out of reach. On the file
+    /// backend the lock is free at once when `lock` and CMD's processes are all gone.
     Run(RunArgs),
     /// Take the lock once for --owner (no waiting unless --wait).
     Acquire(AcquireArgs),
