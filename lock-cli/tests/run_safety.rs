@@ -294,7 +294,7 @@ fn stopping_lock_alone(test: &str, backend: Backend) {
         !log.contains("overlap"),
         "a first-run process lived as the second command started: {log}"
     );
-    let second_start = starts(&second_log)[0].1;
+
     for _ in &victims {
         let (pid, ended) = ends
             .recv_timeout(Duration::from_secs(60))
