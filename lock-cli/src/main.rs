@@ -112,13 +112,13 @@ async fn execute(
         Command::Acquire(a) => {
             let name = &a.name.name;
             let wait = a.wait.map_or(Wait::No, Wait::For);
-            match lock::acquire(&*lock, name, &a.owner, a.ttl, wait).await {
-                Ok(Acquisition::Acquired(lease)) => {
-                    Report::new(name, Outcome::Acquired).lease(&lease)
+            let acquisition = lock::acquire(&*lock, name, &a.owner, a.ttl, wait).await;
+            match acquisition.map(Acquisition::into_result) {
+                Ok(Ok(lease)) => Report::new(name, Outcome::Acquired).lease(&lease),
+                Ok(Err(not)) if not.timed_out => {
+                    Report::new(name, Outcome::Timeout).holder(&not.holder)
                 }
-                Ok(Acquisition::Held(h)) => Report::new(name, Outcome::Held).holder(&h),
-                Ok(Acquisition::TimedOut(h)) => Report::new(name, Outcome::Timeout).holder(&h),
-                Ok(_) => unreachable!("no other acquisition outcome"),
+                Ok(Err(not)) => Report::new(name, Outcome::Held).holder(&not.holder),
                 Err(e) => Report::error(Some(name), &e),
             }
         }

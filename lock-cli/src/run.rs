@@ -4,13 +4,10 @@
 //! goes away or the lease's deadline comes without a renewal.
 
 use std::os::fd::AsFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lock::{
-    AcquireOptions, Acquisition, Guard, Holder, Lock, LockName, OwnerId, ReleaseOutcome, Ttl, Wait,
-};
-use nix::sys::signal::Signal;
+use lock::{AcquireOptions, Acquisition, Guard, Holder, Lock, LockName, ReleaseOutcome, Ttl, Wait};
 
 use crate::args::RunArgs;
 use crate::report::{EXIT_LOST, Outcome, Report};
@@ -31,36 +28,41 @@ pub async fn run(lock: Arc<dyn Lock>, args: RunArgs, supervisor: Supervisor) -> 
         (false, Some(d)) => Wait::For(d),
         (false, None) => Wait::Forever,
     };
-    let owner = OwnerId::random();
-    let options = AcquireOptions::new().ttl(args.ttl).owner(owner.clone());
-    // One try first, so that a waiter can say whom it waits for.
-    let guard = match Guard::acquire(lock.clone(), name.clone(), options.clone().wait(Wait::No))
-        .await
-    {
-        Ok(Acquisition::Acquired(guard)) => guard,
-        Ok(Acquisition::Held(holder) | Acquisition::TimedOut(holder)) if wait == Wait::No => {
-            return conflict(&name, Outcome::Held, &holder, args.conflict_exit_code);
+    // Whom the wait waits for, as last said: for the report of a wait cut short.
+    let waiting_for = Arc::new(Mutex::new(None::<Holder>));
+    let options = AcquireOptions::new().ttl(args.ttl).wait(wait).on_waiting({
+        let (name, waiting_for) = (name.clone(), waiting_for.clone());
+        move |holder| {
+            say_waiting(&name, holder, wait);
+            *waiting_for.lock().unwrap_or_else(|e| e.into_inner()) = holder.cloned();
         }
-        Ok(Acquisition::Held(holder) | Acquisition::TimedOut(holder)) => {
-            say_waiting(&name, &holder, wait);
-            let acquisition = tokio::select! {
-                acquisition = Guard::acquire(lock.clone(), name.clone(), options.wait(wait)) => {
-                    acquisition
-                }
-                signal = signals.recv() => {
-                    return interrupted_wait(&*lock, &name, &owner, &holder, signal).await;
-                }
+    });
+    let mut acquiring = Guard::acquire(lock, name.clone(), options);
+    let acquisition = tokio::select! {
+        acquisition = &mut acquiring => acquisition,
+        signal = signals.recv() => {
+            // Gives up a grant whose answer was lost and the place in line.
+            acquiring.cancel().await;
+            say!("lock: {signal} received while waiting for {name}; command not started");
+            let holder = waiting_for.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let report = Report::new(&name, Outcome::Held);
+            let report = match &holder {
+                Some(holder) => report.holder(holder),
+                None => report,
             };
-            match acquisition {
-                Ok(Acquisition::Acquired(guard)) => guard,
-                Ok(Acquisition::Held(h) | Acquisition::TimedOut(h)) => {
-                    return conflict(&name, Outcome::Timeout, &h, args.conflict_exit_code);
-                }
-                Ok(_) => unreachable!("no other acquisition outcome"),
-                Err(e) => return Report::error(Some(&name), &e),
-            }
+            return report.run_ended(signals::exit_code(signal));
         }
-        Ok(_) => unreachable!("no other acquisition outcome"),
+    };
+    let guard = match acquisition.map(Acquisition::into_result) {
+        Ok(Ok(guard)) => guard,
+        Ok(Err(not)) => {
+            let outcome = if not.timed_out {
+                Outcome::Timeout
+            } else {
+                Outcome::Held
+            };
+            return conflict(&name, outcome, &not.holder, args.conflict_exit_code);
+        }
         Err(e) => return Report::error(Some(&name), &e),
     };
     if let Some(signal) = signals.received() {
@@ -93,26 +95,6 @@ fn grace(kill_after: Option<Duration>, ttl: Ttl) -> Duration {
     }
 }
 
-/// A signal came while waiting: stop waiting, leave nothing behind, do not start the command.
-///
-/// The wait was dropped mid-way, so a try may have been granted without its answer read, and
-/// a place in line may be kept: both are given up here, best effort (else they lapse, after
-/// the ttl and the line's patience).
-async fn interrupted_wait(
-    lock: &dyn Lock,
-    name: &LockName,
-    owner: &OwnerId,
-    holder: &Holder,
-    signal: Signal,
-) -> Report {
-    say!("lock: {signal} received while waiting for {name}; command not started");
-    let _ = lock.release(name, owner).await;
-    let _ = lock.leave_line(name, owner).await;
-    Report::new(name, Outcome::Held)
-        .holder(holder)
-        .run_ended(signals::exit_code(signal))
-}
-
 fn conflict(name: &LockName, outcome: Outcome, holder: &Holder, code: u8) -> Report {
     say!(
         "lock: {name} is held by {} (fencing token {}); command not started",
@@ -122,7 +104,15 @@ fn conflict(name: &LockName, outcome: Outcome, holder: &Holder, code: u8) -> Rep
     Report::new(name, outcome).holder(holder).run_ended(code)
 }
 
-fn say_waiting(name: &LockName, holder: &Holder, wait: Wait) {
+fn say_waiting(name: &LockName, holder: Option<&Holder>, wait: Wait) {
+    let how_long = match wait {
+        Wait::For(d) => format!("waiting up to {}", humantime::format_duration(d)),
+        _ => "waiting".to_owned(),
+    };
+    let Some(holder) = holder else {
+        say!("lock: {name} is open, but others wait ahead in line; {how_long}");
+        return;
+    };
     let left = holder.expires_in.map_or_else(
         || "until it is released".to_owned(),
         |d| {
@@ -132,10 +122,6 @@ fn say_waiting(name: &LockName, holder: &Holder, wait: Wait) {
             )
         },
     );
-    let how_long = match wait {
-        Wait::For(d) => format!("waiting up to {}", humantime::format_duration(d)),
-        _ => "waiting".to_owned(),
-    };
     say!(
         "lock: {name} is held by {} ({left}); {how_long}",
         holder.owner

@@ -7,21 +7,38 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
-use crate::wait::acquire_timed;
+use crate::wait::{SayWaiting, acquire_timed};
 use crate::{
-    Acquisition, Error, FencingToken, HolderTie, InvalidInput, Lease, Lock, LockName, OwnerId,
-    ReleaseOutcome, RenewOutcome, Ttl, Wait,
+    Acquiring, Acquisition, Error, FencingToken, Holder, HolderTie, InvalidInput, Lease, Lock,
+    LockName, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
 };
 
-/// How to acquire a [`Guard`]: ttl, wait, owner, renewal interval, and whether the lease is
-/// tied to this process.
-#[derive(Clone, Debug)]
+/// Called when an acquisition starts to wait: with the holder, or `None` when the name is open
+/// but others stand ahead in its line.
+type OnWaiting = Arc<SayWaiting>;
+
+/// How to acquire a [`Guard`]: ttl, wait, owner, renewal interval, whether the lease is tied
+/// to this process, and what to say when it waits.
+#[derive(Clone)]
 pub struct AcquireOptions {
     ttl: Ttl,
     wait: Wait,
     owner: Option<OwnerId>,
     renew_every: Option<Duration>,
     tie: bool,
+    on_waiting: Option<OnWaiting>,
+}
+
+impl std::fmt::Debug for AcquireOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcquireOptions")
+            .field("ttl", &self.ttl)
+            .field("wait", &self.wait)
+            .field("owner", &self.owner)
+            .field("renew_every", &self.renew_every)
+            .field("tie", &self.tie)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for AcquireOptions {
@@ -32,6 +49,7 @@ impl Default for AcquireOptions {
             owner: None,
             renew_every: None,
             tie: true,
+            on_waiting: None,
         }
     }
 }
@@ -73,6 +91,15 @@ impl AcquireOptions {
     /// of a crashed holder lapses after its ttl.
     pub fn tie(mut self, tie: bool) -> Self {
         self.tie = tie;
+        self
+    }
+
+    /// Calls `f` once, when the acquisition starts to wait (its first try found the name
+    /// taken): with the holder, or `None` when the name is open but others stand ahead in its
+    /// line. Not called for [`Wait::No`], nor when the first try succeeds. For saying whom
+    /// the acquisition waits for.
+    pub fn on_waiting(mut self, f: impl Fn(Option<&Holder>) + Send + Sync + 'static) -> Self {
+        self.on_waiting = Some(Arc::new(f));
         self
     }
 }
@@ -159,15 +186,24 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// Acquires `name` on `lock` as `options` say, and starts renewing.
+    /// Acquires `name` on `lock` as `options` say, and starts renewing: a future of the
+    /// [`Acquisition`], which gives up what it may have left on the backend when dropped or
+    /// [cancelled](Acquiring::cancel) before its end.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for a renewal interval that is zero or not below the ttl
     /// (before the backend is touched); otherwise the backend's error. A tie that fails after
     /// the grant releases the lease again, best effort, before the error is returned.
-    pub async fn acquire(
+    pub fn acquire(lock: Arc<dyn Lock>, name: LockName, options: AcquireOptions) -> Acquiring {
+        let owner = options.owner.clone().unwrap_or_else(OwnerId::random);
+        let inner = Self::acquire_as(lock.clone(), name.clone(), owner.clone(), options);
+        Acquiring::new(inner, lock, name, owner)
+    }
+
+    async fn acquire_as(
         lock: Arc<dyn Lock>,
         name: LockName,
+        owner: OwnerId,
         options: AcquireOptions,
     ) -> Result<Acquisition<Guard>, Error> {
         let ttl = options.ttl;
@@ -179,8 +215,9 @@ impl Guard {
             }
             .into());
         }
-        let owner = options.owner.unwrap_or_else(OwnerId::random);
-        let (acquisition, sent) = acquire_timed(&*lock, &name, &owner, ttl, options.wait).await?;
+        let on_waiting = options.on_waiting.as_deref();
+        let (acquisition, sent) =
+            acquire_timed(&*lock, &name, &owner, ttl, options.wait, on_waiting).await?;
         Ok(match acquisition {
             Acquisition::Acquired(lease) => {
                 let tie = if options.tie && lock.capabilities().holder_tie {

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod acquiring;
 mod capabilities;
 mod change_hub;
 mod error;
@@ -16,6 +17,7 @@ mod token;
 mod ttl;
 mod wait;
 
+pub use acquiring::Acquiring;
 pub use capabilities::Capabilities;
 pub use change_hub::ChangeHub;
 pub use error::{BoxError, Error, InvalidInput};
@@ -29,6 +31,6 @@ pub use owner::{MAX_OWNER_BYTES, OwnerId};
 pub use tie::HolderTie;
 pub use token::FencingToken;
 pub use ttl::Ttl;
-pub use wait::{Acquisition, LINE_PATIENCE, Wait, acquire, patience_millis};
+pub use wait::{Acquisition, LINE_PATIENCE, NotAcquired, Wait, acquire, patience_millis};
 
 pub use async_trait::async_trait;

@@ -39,6 +39,32 @@ impl<T> Acquisition<T> {
             _ => None,
         }
     }
+
+    /// The acquired value, or why there is none: for a `match` that names every case.
+    pub fn into_result(self) -> Result<T, NotAcquired> {
+        match self {
+            Self::Acquired(t) => Ok(t),
+            Self::Held(holder) => Err(NotAcquired {
+                holder,
+                timed_out: false,
+            }),
+            Self::TimedOut(holder) => Err(NotAcquired {
+                holder,
+                timed_out: true,
+            }),
+        }
+    }
+}
+
+/// Why an acquisition got nothing ([`Acquisition::into_result`]).
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotAcquired {
+    /// Who holds the name (as last seen, when a wait ran out).
+    pub holder: Holder,
+    /// A wait ran out ([`Acquisition::TimedOut`]); else a single try found it held
+    /// ([`Acquisition::Held`]).
+    pub timed_out: bool,
 }
 
 /// Below this, a waiter without change notification polls no faster.
@@ -90,17 +116,21 @@ pub async fn acquire(
     ttl: Ttl,
     wait: Wait,
 ) -> Result<Acquisition<Lease>, Error> {
-    Ok(acquire_timed(lock, name, owner, ttl, wait).await?.0)
+    Ok(acquire_timed(lock, name, owner, ttl, wait, None).await?.0)
 }
 
+/// What [`acquire_timed`] calls as a wait begins, with the holder (`None`: open, others ahead).
+pub(crate) type SayWaiting = dyn Fn(Option<&Holder>) + Send + Sync;
+
 /// [`acquire`], also giving the instant the successful try was sent: the lease is live at
-/// least until that instant + ttl.
+/// least until that instant + ttl; and calling `on_waiting` once, as the wait begins.
 pub(crate) async fn acquire_timed(
     lock: &dyn Lock,
     name: &LockName,
     owner: &OwnerId,
     ttl: Ttl,
     wait: Wait,
+    mut on_waiting: Option<&SayWaiting>,
 ) -> Result<(Acquisition<Lease>, Instant), Error> {
     let deadline = match wait {
         Wait::For(d) => Some(Instant::now() + d),
@@ -139,6 +169,9 @@ pub(crate) async fn acquire_timed(
         let now = Instant::now();
         if deadline.is_some_and(|d| d <= now) {
             return time_out(lock, name, owner, ttl, holder, in_line, sent).await;
+        }
+        if let Some(say) = on_waiting.take() {
+            say(holder.as_ref());
         }
         // Sleep until the holder's lease runs out (plus a millisecond, as backends count in
         // milliseconds), a change, the deadline, or the next poll, whichever comes first.
