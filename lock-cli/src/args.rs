@@ -55,24 +55,25 @@ pub enum Command {
     /// Give the lock up as --owner, or remove whoever's lease with --force.
     Release(ReleaseArgs),
     /// Say whether the lock is open, or who holds it and for how long.
-    Status(NameArg),
+    Status(LockArg),
 }
 
 impl Command {
     /// The lock the command is about.
     pub fn name(&self) -> &LockName {
         match self {
-            Self::Run(a) => &a.name.name,
-            Self::Acquire(a) => &a.name.name,
-            Self::Renew(a) => &a.name.name,
-            Self::Release(a) => &a.name.name,
+            Self::Run(a) => &a.lock.name,
+            Self::Acquire(a) => &a.lock.name,
+            Self::Renew(a) => &a.lock.name,
+            Self::Release(a) => &a.lock.name,
             Self::Status(a) => &a.name,
         }
     }
 }
 
+/// The lock a subcommand acts on.
 #[derive(Debug, Args)]
-pub struct NameArg {
+pub struct LockArg {
     /// The lock's name: 1 to 255 bytes of UTF-8, no control characters.
     #[arg(value_parser = Checked::new("a lock name", parse_name))]
     pub name: LockName,
@@ -81,7 +82,7 @@ pub struct NameArg {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
-    pub name: NameArg,
+    pub lock: LockArg,
     /// Lease time without renewal; renewed every ttl/3 while CMD runs.
     #[arg(long, default_value = "30s", allow_hyphen_values = true, value_parser = Checked::new("a ttl", parse_ttl))]
     pub ttl: Ttl,
@@ -106,7 +107,7 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct AcquireArgs {
     #[command(flatten)]
-    pub name: NameArg,
+    pub lock: LockArg,
     /// Who takes it; give the same id to renew and release.
     #[arg(long, value_parser = Checked::new("an owner id", parse_owner))]
     pub owner: OwnerId,
@@ -121,7 +122,7 @@ pub struct AcquireArgs {
 #[derive(Debug, Args)]
 pub struct RenewArgs {
     #[command(flatten)]
-    pub name: NameArg,
+    pub lock: LockArg,
     /// Whose lease to extend.
     #[arg(long, value_parser = Checked::new("an owner id", parse_owner))]
     pub owner: OwnerId,
@@ -134,7 +135,7 @@ pub struct RenewArgs {
 #[group(required = true, multiple = false, args = ["owner", "force"])]
 pub struct ReleaseArgs {
     #[command(flatten)]
-    pub name: NameArg,
+    pub lock: LockArg,
     /// Release only if this owner holds it.
     #[arg(long, value_parser = Checked::new("an owner id", parse_owner))]
     pub owner: Option<OwnerId>,

@@ -55,11 +55,11 @@ fn main() -> ExitCode {
     };
     // Before any thread exists: the supervisor is forked from this process as it is now.
     let supervisor = match &cli.command {
-        Command::Run(args) => match Supervisor::fork(args.name.name.as_str(), &args.command) {
+        Command::Run(args) => match Supervisor::fork(args.lock.name.as_str(), &args.command) {
             Ok(supervisor) => Some(supervisor),
             Err(e) => {
                 let message = format!("cannot start the command's supervisor process: {e}");
-                let report = Report::failure(Some(args.name.name.to_string()), message, 1);
+                let report = Report::failure(Some(args.lock.name.to_string()), message, 1);
                 report.print(cli.json);
                 return ExitCode::from(report.exit_code());
             }
@@ -110,7 +110,7 @@ async fn execute(
             run::run(lock, args, supervisor).await
         }
         Command::Acquire(a) => {
-            let name = &a.name.name;
+            let name = &a.lock.name;
             let wait = a.wait.map_or(Wait::No, Wait::For);
             let acquisition = lock::acquire(&*lock, name, &a.owner, a.ttl, wait).await;
             match acquisition.map(Acquisition::into_result) {
@@ -123,7 +123,7 @@ async fn execute(
             }
         }
         Command::Renew(a) => {
-            let name = &a.name.name;
+            let name = &a.lock.name;
             match lock.renew(name, &a.owner, a.ttl).await {
                 Ok(RenewOutcome::Renewed(lease)) => {
                     Report::new(name, Outcome::Renewed).lease(&lease)
@@ -133,7 +133,7 @@ async fn execute(
             }
         }
         Command::Release(a) => {
-            let name = &a.name.name;
+            let name = &a.lock.name;
             let result = match &a.owner {
                 Some(owner) => lock.release(name, owner).await,
                 None => lock.force_release(name).await,

@@ -22,7 +22,7 @@ pub async fn run(lock: Arc<dyn Lock>, args: RunArgs, supervisor: Supervisor) -> 
     // Before the first try: from the moment the lock can be held, a signal must find us ready.
     let mut signals = Signals::install();
     let grace = grace(args.kill_after, args.ttl);
-    let name = args.name.name.clone();
+    let name = args.lock.name.clone();
     let wait = match (args.no_wait, args.wait) {
         (true, _) => Wait::No,
         (false, Some(d)) => Wait::For(d),

@@ -13,7 +13,7 @@ use crate::ChangeFuture;
 /// A backend keeps one hub per handle, subscribes waiters by key (its name for the lock), and
 /// calls [`notify`](Self::notify) when its event source (pub/sub, NOTIFY, a file watcher) says
 /// a key changed, or [`notify_all`](Self::notify_all) when events may have been missed (a
-/// reconnect). Keys nobody waits on any more are dropped as the hub goes.
+/// reconnect). Subscribers nobody waits on any more are dropped as the hub goes.
 ///
 /// Waiters in a line subscribe for their turn ([`subscribe_turn`](Self::subscribe_turn)), and a
 /// backend that knows who stands first when a name opens calls
@@ -21,18 +21,19 @@ use crate::ChangeFuture;
 /// subscribers), not every waiter of the name to find it is not theirs.
 #[derive(Debug, Default)]
 pub struct ChangeHub {
-    inner: Mutex<Keys>,
+    inner: Mutex<Subscribers>,
 }
 
 #[derive(Debug, Default)]
-struct Keys {
+/// The hub's subscribers: per key, and per key and owner for turns.
+struct Subscribers {
     senders: HashMap<String, watch::Sender<()>>,
     /// Turn subscriptions: per key, per owner.
     turns: HashMap<String, HashMap<String, watch::Sender<()>>>,
     pruned_at_len: usize,
 }
 
-impl Keys {
+impl Subscribers {
     /// Amortised clean-up: drops keys without subscribers whenever the maps doubled.
     fn prune(&mut self) {
         if self.senders.len() + self.turns.len() > 2 * self.pruned_at_len.max(32) {
