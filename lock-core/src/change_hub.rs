@@ -24,8 +24,8 @@ pub struct ChangeHub {
     inner: Mutex<Subscribers>,
 }
 
-#[derive(Debug, Default)]
 /// The hub's subscribers: per key, and per key and owner for turns.
+#[derive(Debug, Default)]
 struct Subscribers {
     senders: HashMap<String, watch::Sender<()>>,
     /// Turn subscriptions: per key, per owner.
