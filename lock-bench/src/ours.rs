@@ -59,30 +59,46 @@ impl Side for TraitCycle {
 }
 
 /// `Guard::acquire` (no wait) + `Guard::release`: the trait cycle plus starting and stopping
-/// the renewer task.
+/// the renewer task, and, where the backend ties leases to their holders (files), the tie.
 pub struct GuardCycle {
     lock: Arc<dyn Lock>,
     name: LockName,
     options: AcquireOptions,
+    tied: bool,
 }
 
 impl GuardCycle {
-    /// Cycles on `name` through `lock`.
+    /// Cycles on `name` through `lock`, as a user's guard does by default.
     pub fn new(lock: Arc<dyn Lock>, name: &str) -> Res<Self> {
+        Self::with_tie(lock, name, true)
+    }
+
+    /// Cycles on `name` through `lock` without tying the lease ([`AcquireOptions::tie`]).
+    pub fn untied(lock: Arc<dyn Lock>, name: &str) -> Res<Self> {
+        Self::with_tie(lock, name, false)
+    }
+
+    fn with_tie(lock: Arc<dyn Lock>, name: &str, tied: bool) -> Res<Self> {
         Ok(Self {
             lock,
             name: LockName::new(name)?,
             options: AcquireOptions::new()
                 .ttl(Ttl::from_millis(TTL_MS)?)
                 .wait(Wait::No)
-                .owner(OwnerId::random()),
+                .owner(OwnerId::random())
+                .tie(tied),
+            tied,
         })
     }
 }
 
 impl Side for GuardCycle {
     fn label(&self) -> String {
-        "ours: Guard acquire + release".into()
+        if self.tied {
+            "ours: Guard acquire + release".into()
+        } else {
+            "ours: Guard acquire + release, untied".into()
+        }
     }
 
     fn cycle(&mut self) -> BoxFuture<'_, Res<()>> {

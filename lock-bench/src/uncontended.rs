@@ -27,7 +27,8 @@ pub struct SideReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct RatioReport {
     /// A stable key: `ours_vs_floor`, `guard_vs_floor`, `ours_vs_bare_sql`,
-    /// `bare_sql_vs_floor`, `ours_vs_bare_scripts`, `bare_scripts_vs_floor`.
+    /// `bare_sql_vs_floor`, `ours_vs_bare_scripts`, `bare_scripts_vs_floor`, `tie_cost`
+    /// (files: the guard's cycle with its lease tied to the process, over the same untied).
     pub key: String,
     /// The side compared.
     pub side: String,
@@ -86,7 +87,10 @@ pub async fn run(backend: Backend, base: &str, plan: Plan) -> Res<UncontendedRep
     }
     let floors = sides.len();
     sides.push(Box::new(TraitCycle::new(ours.clone(), "uncontended")?));
-    sides.push(Box::new(GuardCycle::new(ours, "uncontended-guard")?));
+    sides.push(Box::new(GuardCycle::new(ours.clone(), "uncontended-guard")?));
+    if backend == Backend::File {
+        sides.push(Box::new(GuardCycle::untied(ours, "uncontended-untied")?));
+    }
     let measured = interleave(&mut sides, plan).await?;
     let floor = &measured[0];
     let trait_cycle = &measured[floors];
@@ -112,7 +116,10 @@ pub async fn run(backend: Backend, base: &str, plan: Plan) -> Res<UncontendedRep
             ratios.push(ratio("ours_vs_bare_scripts", trait_cycle, bare));
             ratios.push(ratio("bare_scripts_vs_floor", bare, floor));
         }
-        Backend::File => {}
+        Backend::File => {
+            let untied = &measured[floors + 2];
+            ratios.push(ratio("tie_cost", guard_cycle, untied));
+        }
     }
     Ok(UncontendedReport {
         plan,
