@@ -87,7 +87,10 @@ pub async fn run(backend: Backend, base: &str, plan: Plan) -> Res<UncontendedRep
     }
     let floors = sides.len();
     sides.push(Box::new(TraitCycle::new(ours.clone(), "uncontended")?));
-    sides.push(Box::new(GuardCycle::new(ours.clone(), "uncontended-guard")?));
+    sides.push(Box::new(GuardCycle::new(
+        ours.clone(),
+        "uncontended-guard",
+    )?));
     if backend == Backend::File {
         sides.push(Box::new(GuardCycle::untied(ours, "uncontended-untied")?));
     }

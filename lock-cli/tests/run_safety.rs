@@ -126,6 +126,33 @@ fn watch_end(pid: i32, tx: mpsc::Sender<(i32, u64)>) {
     });
 }
 
+/// Watches every pid of `pids` end; the returned function waits for all of them and says
+/// when each ended.
+fn watch_ends(pids: &[i32]) -> impl FnOnce() -> Vec<(i32, u64)> {
+    let (tx, rx) = mpsc::channel();
+    for &pid in pids {
+        watch_end(pid, tx.clone());
+    }
+    let count = pids.len();
+    move || {
+        (0..count)
+            .map(|_| {
+                rx.recv_timeout(Duration::from_secs(60))
+                    .expect("every process ends")
+            })
+            .collect()
+    }
+}
+
+/// The second run's command found no process of the first's alive as it started.
+fn assert_no_overlap(second_log: &Path) {
+    let log = read(second_log);
+    assert!(
+        !log.contains("overlap"),
+        "a first-run process lived as the second command started: {log}"
+    );
+}
+
 /// A backend for `lock --backend`.
 enum Backend {
     File(tempfile::TempDir),
@@ -218,10 +245,7 @@ fn killing_lock_alone(test: &str, backend: Backend, ttl: &str) {
     let (first_log, second_log) = (dir.path().join("first"), dir.path().join("second"));
     let first = run(test, &backend, "job", ttl, 60_000, first_log.clone(), None);
     let victims = first.started();
-    let (tx, ends) = mpsc::channel();
-    for &pid in &victims {
-        watch_end(pid, tx.clone());
-    }
+    let ends = watch_ends(&victims);
     let second = run(
         test,
         &backend,
@@ -236,17 +260,10 @@ fn killing_lock_alone(test: &str, backend: Backend, ttl: &str) {
     kill(first.pid(), Signal::SIGKILL).unwrap();
     let (code, stderr) = second.finish();
     assert_eq!(code, 0, "the second run: {stderr}");
-    let log = read(&second_log);
-    assert!(
-        !log.contains("overlap"),
-        "a first-run process lived as the second command started: {log}"
-    );
+    assert_no_overlap(&second_log);
     let second_start = starts(&second_log)[0].1;
     let grace = Duration::from_secs(1); // a third of the shortest ttl here, 3 s
-    for _ in &victims {
-        let (pid, ended) = ends
-            .recv_timeout(Duration::from_secs(60))
-            .expect("every victim ends");
+    for (pid, ended) in ends() {
         let after = Duration::from_nanos(ended - killed_at);
         assert!(
             after <= grace + Duration::from_millis(500),
@@ -272,10 +289,7 @@ fn stopping_lock_alone(test: &str, backend: Backend) {
     let (first_log, second_log) = (dir.path().join("first"), dir.path().join("second"));
     let first = run(test, &backend, "job", "3s", 60_000, first_log.clone(), None);
     let victims = first.started();
-    let (tx, ends) = mpsc::channel();
-    for &pid in &victims {
-        watch_end(pid, tx.clone());
-    }
+    let ends = watch_ends(&victims);
     let stopped_at = monotonic_ns();
     kill(first.pid(), Signal::SIGSTOP).unwrap();
     let second = run(
@@ -289,16 +303,8 @@ fn stopping_lock_alone(test: &str, backend: Backend) {
     );
     let (code, stderr) = second.finish();
     assert_eq!(code, 0, "the second run: {stderr}");
-    let log = read(&second_log);
-    assert!(
-        !log.contains("overlap"),
-        "a first-run process lived as the second command started: {log}"
-    );
-
-    for _ in &victims {
-        let (pid, ended) = ends
-            .recv_timeout(Duration::from_secs(60))
-            .expect("every victim ends");
+    assert_no_overlap(&second_log);
+    for (pid, ended) in ends() {
         assert!(ended > stopped_at, "{pid} ended before lock was stopped");
     }
     kill(first.pid(), Signal::SIGCONT).unwrap();

@@ -132,31 +132,44 @@ mod tests {
         LockName::new("job").unwrap()
     }
 
-    /// A waiter cancelled while it stands in line leaves it: the next waiter is first.
-    #[tokio::test]
-    async fn cancel_leaves_the_line() {
-        let lock = Arc::new(MemoryLock::new());
-        let (a, b, c) = (OwnerId::random(), OwnerId::random(), OwnerId::random());
+    const HOUR: Duration = Duration::from_secs(3_600);
+
+    /// `a` holds the name for an hour and `b` waits for it, standing in line.
+    async fn waiting_behind(lock: &Arc<MemoryLock>, a: &OwnerId, b: OwnerId) -> Acquiring {
         let ttl = Ttl::from_millis(3_600_000).unwrap();
-        lock.try_acquire(&job(), &a, ttl).await.unwrap();
-        let options = AcquireOptions::new().owner(b.clone()).wait(Wait::Forever);
+        lock.try_acquire(&job(), a, ttl).await.unwrap();
+        let options = AcquireOptions::new().owner(b).wait(Wait::Forever);
         let mut acquiring = Guard::acquire(lock.clone(), job(), options);
         let early = tokio::time::timeout(Duration::from_millis(50), &mut acquiring).await;
         assert!(early.is_err(), "b must be waiting");
-        acquiring.cancel().await;
-        let hour = Duration::from_secs(3_600);
-        lock.try_acquire_in_line(&job(), &c, ttl, hour)
+        acquiring
+    }
+
+    /// `c` stands in line, `a` releases: `c` is handed the name, so no one stands ahead.
+    async fn assert_first_in_line_after(lock: &MemoryLock, a: &OwnerId, c: &OwnerId) {
+        let ttl = Ttl::from_millis(3_600_000).unwrap();
+        lock.try_acquire_in_line(&job(), c, ttl, HOUR)
             .await
             .unwrap();
-        lock.release(&job(), &a).await.unwrap();
+        lock.release(&job(), a).await.unwrap();
         let next = lock
-            .try_acquire_in_line(&job(), &c, ttl, hour)
+            .try_acquire_in_line(&job(), c, ttl, HOUR)
             .await
             .unwrap();
         assert!(
             matches!(next, InLineOutcome::Acquired(_)),
             "b's place is gone: {next:?}"
         );
+    }
+
+    /// A waiter cancelled while it stands in line leaves it: the next waiter is first.
+    #[tokio::test]
+    async fn cancel_leaves_the_line() {
+        let lock = Arc::new(MemoryLock::new());
+        let (a, b, c) = (OwnerId::random(), OwnerId::random(), OwnerId::random());
+        let acquiring = waiting_behind(&lock, &a, b).await;
+        acquiring.cancel().await;
+        assert_first_in_line_after(&lock, &a, &c).await;
     }
 
     /// A grant whose answer is lost to the cancellation (here: cancelled while the guard's tie
@@ -227,26 +240,10 @@ mod tests {
     async fn drop_gives_up_in_the_background() {
         let lock = Arc::new(MemoryLock::new());
         let (a, b, c) = (OwnerId::random(), OwnerId::random(), OwnerId::random());
-        let ttl = Ttl::from_millis(3_600_000).unwrap();
-        lock.try_acquire(&job(), &a, ttl).await.unwrap();
-        let options = AcquireOptions::new().owner(b).wait(Wait::Forever);
-        let mut acquiring = Guard::acquire(lock.clone(), job(), options);
-        let _ = tokio::time::timeout(Duration::from_millis(50), &mut acquiring).await;
+        let acquiring = waiting_behind(&lock, &a, b).await;
         drop(acquiring);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let hour = Duration::from_secs(3_600);
-        lock.try_acquire_in_line(&job(), &c, ttl, hour)
-            .await
-            .unwrap();
-        lock.release(&job(), &a).await.unwrap();
-        let next = lock
-            .try_acquire_in_line(&job(), &c, ttl, hour)
-            .await
-            .unwrap();
-        assert!(
-            matches!(next, InLineOutcome::Acquired(_)),
-            "b's place is gone: {next:?}"
-        );
+        assert_first_in_line_after(&lock, &a, &c).await;
     }
 
     /// `on_waiting` is told once, with the holder, as a wait begins; never for a single try.
