@@ -3,12 +3,27 @@
 
 mod url;
 
-pub use lock_core::*;
+// What users call: taking, holding and watching locks.
+pub use lock_core::{
+    AcquireOptions, Acquiring, Acquisition, Guard, LossReason, NotAcquired, Wait, acquire,
+};
+// The trait, its types and errors.
+pub use lock_core::{
+    AcquireOutcome, BoxError, Capabilities, Error, FencingToken, Holder, HolderTie, InvalidInput,
+    Lease, Lock, LockName, LockState, MAX_NAME_BYTES, MAX_OWNER_BYTES, MemoryLock, OwnerId,
+    ReleaseOutcome, RenewOutcome, Ttl,
+};
+// For backend authors.
+pub use lock_core::raw;
+
+/// The file backend (`file://`): the `lock-file` crate.
 #[cfg(feature = "file")]
-pub use lock_file;
+pub use lock_file as file;
+/// The Postgres backend (`postgres://`): the `lock-postgres` crate.
 #[cfg(feature = "postgres")]
-pub use lock_postgres;
+pub use lock_postgres as postgres;
+/// The Redis backend (`redis://`): the `lock-redis` crate.
 #[cfg(feature = "redis")]
-pub use lock_redis;
+pub use lock_redis as redis;
 
 pub use crate::url::{BackendKind, LOCK_URL, connect, connect_default, parse_url, redact};

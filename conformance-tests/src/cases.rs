@@ -5,9 +5,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lock_core::raw::InLineOutcome;
 use lock_core::{
-    AcquireOptions, AcquireOutcome, Acquisition, Guard, Holder, InLineOutcome, Lease, Lock,
-    LockName, LockState, LossReason, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
+    AcquireOptions, AcquireOutcome, Acquisition, Guard, Holder, Lease, Lock, LockName, LockState,
+    LossReason, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
 };
 
 use crate::suite::{Suite, sleep_ms, ttl};

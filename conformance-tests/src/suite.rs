@@ -5,9 +5,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lock_core::raw::InLineOutcome;
 use lock_core::{
-    AcquireOutcome, Acquisition, Capabilities, InLineOutcome, Lease, Lock, LockName, LockState,
-    OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
+    AcquireOutcome, Acquisition, Capabilities, Lease, Lock, LockName, LockState, OwnerId,
+    ReleaseOutcome, RenewOutcome, Ttl, Wait,
 };
 
 use crate::cross_process;

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conformance_tests::{Setup, Suite, cases, run};
+use lock_core::raw::{ChangeFuture, InLineOutcome, async_trait};
 use lock_core::{
-    AcquireOutcome, Capabilities, ChangeFuture, Error, FencingToken, InLineOutcome, Lock, LockName,
-    LockState, MemoryLock, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, async_trait,
+    AcquireOutcome, Capabilities, Error, FencingToken, Lock, LockName, LockState, MemoryLock,
+    OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -144,7 +144,7 @@ const OWNER: &str = "0123456789abcdef0123456789abcdef";
 /// line table `<table>_line`; the acquire and release statements for them.
 async fn create_tables(url: &str, table: &str, logged: bool) -> Res<(Arc<str>, Arc<str>)> {
     let line = format!("{table}_line");
-    let (create_line, acquire, release) = lock::lock_postgres::lease_statements(table, &line);
+    let (create_line, acquire, release) = lock::postgres::lease_statements(table, &line);
     let mut conn = PgConnection::connect(url).await?;
     sqlx::raw_sql(AssertSqlSafe(format!(
         "{}; DROP TABLE IF EXISTS {line}; {create_line}",

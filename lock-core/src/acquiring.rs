@@ -17,7 +17,7 @@ type Inner = Pin<Box<dyn Future<Output = Result<Acquisition<Guard>, Error>> + Se
 /// whose answer never came back (a lease nobody renews), and the owner's place in the name's
 /// line. [`Acquiring::cancel`] gives both up and returns once that is done; dropping the
 /// future does the same in a background task, best effort (without a runtime, they lapse: the
-/// lease after its ttl, the place after [`LINE_PATIENCE`](crate::LINE_PATIENCE)).
+/// lease after its ttl, the place after [`LINE_PATIENCE`](crate::raw::LINE_PATIENCE)).
 ///
 /// Giving up means releasing the name for the acquisition's owner, so do not cancel the
 /// re-acquisition of a lease that owner already holds and wants to keep.
@@ -126,7 +126,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::{AcquireOptions, InLineOutcome, LockState, MemoryLock, Ttl, Wait};
+    use crate::raw::InLineOutcome;
+    use crate::{AcquireOptions, LockState, MemoryLock, Ttl, Wait};
 
     fn job() -> LockName {
         LockName::new("job").unwrap()

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use tokio::sync::watch;
 
-use crate::ChangeFuture;
+use crate::raw::ChangeFuture;
 
 /// Fans change events out to the waiters of each key, without losing one that happens between
 /// [`subscribe`](Self::subscribe) and awaiting the future.

@@ -12,25 +12,25 @@ mod memory;
 mod name;
 mod outcome;
 mod owner;
+pub mod raw;
 mod tie;
 mod token;
 mod ttl;
 mod wait;
 
+// The user's face: what code that takes, holds and watches locks calls.
 pub use acquiring::Acquiring;
-pub use capabilities::Capabilities;
-pub use change_hub::ChangeHub;
-pub use error::{BoxError, Error, InvalidInput};
 pub use guard::{AcquireOptions, Guard, LossReason};
+pub use wait::{Acquisition, NotAcquired, Wait, acquire};
+
+pub use capabilities::Capabilities;
+pub use error::{BoxError, Error, InvalidInput};
 pub use lease::{Holder, Lease};
-pub use lock::{ChangeFuture, Lock};
+pub use lock::Lock;
 pub use memory::MemoryLock;
 pub use name::{LockName, MAX_NAME_BYTES};
-pub use outcome::{AcquireOutcome, InLineOutcome, LockState, ReleaseOutcome, RenewOutcome};
+pub use outcome::{AcquireOutcome, LockState, ReleaseOutcome, RenewOutcome};
 pub use owner::{MAX_OWNER_BYTES, OwnerId};
 pub use tie::HolderTie;
 pub use token::FencingToken;
 pub use ttl::Ttl;
-pub use wait::{Acquisition, LINE_PATIENCE, NotAcquired, Wait, acquire, patience_millis};
-
-pub use async_trait::async_trait;

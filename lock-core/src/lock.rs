@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::raw::InLineOutcome;
 use crate::{
-    AcquireOutcome, Capabilities, Error, HolderTie, InLineOutcome, LockName, LockState, OwnerId,
-    ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Capabilities, Error, HolderTie, LockName, LockState, OwnerId, ReleaseOutcome,
+    RenewOutcome, Ttl,
 };
 
 /// A future that completes when a watched name may have changed (see [`Lock::watch`]).

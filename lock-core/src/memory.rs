@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use crate::raw::{ChangeFuture, ChangeHub, InLineOutcome};
 use crate::{
-    AcquireOutcome, Capabilities, ChangeFuture, ChangeHub, Error, FencingToken, Holder,
-    InLineOutcome, Lease, Lock, LockName, LockState, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Capabilities, Error, FencingToken, Holder, Lease, Lock, LockName, LockState,
+    OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
 };
 
 /// Locks in this process's memory: the reference model the conformance suite is checked
@@ -137,7 +138,7 @@ impl Lock for MemoryLock {
     ) -> Result<InLineOutcome, Error> {
         Ok(self.with_slot(name, |slot, now| {
             slot.line.retain(|(_, until)| *until > now);
-            let until = now + Duration::from_millis(crate::patience_millis(patience));
+            let until = now + Duration::from_millis(crate::raw::patience_millis(patience));
             match slot.line.iter_mut().find(|(o, _)| o == owner) {
                 Some(place) => place.1 = until,
                 None => slot.line.push_back((owner.clone(), until)),

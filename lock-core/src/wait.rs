@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::{AcquireOutcome, Error, Holder, InLineOutcome, Lease, Lock, LockName, OwnerId, Ttl};
+use crate::raw::InLineOutcome;
+use crate::{AcquireOutcome, Error, Holder, Lease, Lock, LockName, OwnerId, Ttl};
 
 /// How long an acquisition may wait for another owner's lease to end.
 #[non_exhaustive]

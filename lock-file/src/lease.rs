@@ -3,9 +3,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use lock_core::raw::InLineOutcome;
 use lock_core::{
-    AcquireOutcome, Error, FencingToken, Holder, HolderTie, InLineOutcome, Lease, LockName,
-    LockState, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Error, FencingToken, Holder, HolderTie, Lease, LockName, LockState, OwnerId,
+    ReleaseOutcome, RenewOutcome, Ttl,
 };
 
 use crate::record::Record;

@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use lock_core::raw::{ChangeFuture, InLineOutcome};
 use lock_core::{
-    AcquireOutcome, Capabilities, ChangeFuture, Error, HolderTie, InLineOutcome, Lock, LockName,
-    LockState, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Capabilities, Error, HolderTie, Lock, LockName, LockState, OwnerId,
+    ReleaseOutcome, RenewOutcome, Ttl,
 };
 
 use crate::FileLock;
@@ -48,7 +49,7 @@ impl Lock for FileLock {
         patience: Duration,
     ) -> Result<InLineOutcome, Error> {
         let (n, o) = (name.clone(), owner.clone());
-        let patience = lock_core::patience_millis(patience);
+        let patience = lock_core::raw::patience_millis(patience);
         self.transact(name, Access::Create, move |t| {
             lease::try_acquire_in_line(t, &n, &o, ttl, patience)
         })

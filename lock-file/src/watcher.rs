@@ -14,7 +14,7 @@ mod inotify;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use lock_core::{ChangeFuture, ChangeHub};
+use lock_core::raw::{ChangeFuture, ChangeHub};
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 use self::inotify::Watching;

@@ -4,9 +4,8 @@
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 
-use lock_core::{
-    AcquireOutcome, Error, InLineOutcome, Lock, LockName, LockState, OwnerId, ReleaseOutcome, Ttl,
-};
+use lock_core::raw::InLineOutcome;
+use lock_core::{AcquireOutcome, Error, Lock, LockName, LockState, OwnerId, ReleaseOutcome, Ttl};
 use lock_file::FileLock;
 
 fn ttl() -> Ttl {

@@ -7,9 +7,10 @@
 
 use std::time::Duration;
 
+use lock_core::raw::InLineOutcome;
 use lock_core::{
-    AcquireOutcome, Error, FencingToken, Holder, InLineOutcome, Lease, LockName, LockState,
-    OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Error, FencingToken, Holder, Lease, LockName, LockState, OwnerId,
+    ReleaseOutcome, RenewOutcome, Ttl,
 };
 use sqlx::postgres::PgRow;
 
@@ -76,7 +77,7 @@ pub(crate) async fn try_acquire_in_line(
     patience: Duration,
 ) -> Result<InLineOutcome, Error> {
     // At least a millisecond, at most a year.
-    let patience_ms = lock_core::patience_millis(patience) as i64;
+    let patience_ms = lock_core::raw::patience_millis(patience) as i64;
     // Woken for a turn a NOTIFY said is ours: pass it on if another's place shows ahead.
     let pass = inner
         .notifier

@@ -16,9 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use lock_core::raw::{ChangeFuture, InLineOutcome};
 use lock_core::{
-    AcquireOutcome, Capabilities, ChangeFuture, Error, InLineOutcome, Lock, LockName, LockState,
-    OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Capabilities, Error, Lock, LockName, LockState, OwnerId, ReleaseOutcome,
+    RenewOutcome, Ttl,
 };
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;

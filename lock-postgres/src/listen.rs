@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lock_core::{ChangeFuture, ChangeHub, Error, LockName, OwnerId};
+use lock_core::raw::{ChangeFuture, ChangeHub};
+use lock_core::{Error, LockName, OwnerId};
 use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;

@@ -82,7 +82,7 @@ fn own_lock(key: &str) -> String {
 /// What a NOTIFY for name parameter `name` adds to its payload (an expression, in a statement
 /// with the `now` CTE): a newline and the owner standing first in the name's line, leaving
 /// out owner parameter `leaving`; nothing when no one stands in line. The listener then wakes
-/// only that owner's turn ([`ChangeHub::notify_turn`](lock_core::ChangeHub::notify_turn)).
+/// only that owner's turn ([`ChangeHub::notify_turn`](lock_core::raw::ChangeHub::notify_turn)).
 /// Names and owners have no control characters, so the payload splits at its one newline.
 fn first_in_line(line: &str, name: &str, leaving: Option<&str>) -> String {
     let others = leaving.map_or(String::new(), |owner| format!("AND q.owner <> {owner} "));

@@ -268,7 +268,7 @@ async fn the_line_table_is_unlogged_and_comes_back() {
     psql(&format!("DROP TABLE public.{table}_line"));
     assert!(matches!(
         lock.try_acquire_in_line(&name, &b, ttl(), patience).await.unwrap(),
-        lock_core::InLineOutcome::Held(h) if h.owner == a
+        lock_core::raw::InLineOutcome::Held(h) if h.owner == a
     ));
     assert_eq!(
         psql(&format!("SELECT owner FROM public.{table}_line")),

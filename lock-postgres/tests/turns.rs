@@ -6,9 +6,8 @@
 use std::time::Duration;
 
 use conformance_tests::kit::PostgresServer;
-use lock_core::{
-    AcquireOutcome, ChangeFuture, InLineOutcome, Lock, LockName, OwnerId, ReleaseOutcome, Ttl,
-};
+use lock_core::raw::{ChangeFuture, InLineOutcome};
+use lock_core::{AcquireOutcome, Lock, LockName, OwnerId, ReleaseOutcome, Ttl};
 use lock_postgres::PostgresLock;
 
 static SERVER: conformance_tests::kit::Shared<PostgresServer> =

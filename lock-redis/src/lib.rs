@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use lock_core::raw::{ChangeFuture, InLineOutcome};
 use lock_core::{
-    AcquireOutcome, Capabilities, ChangeFuture, Error, InLineOutcome, Lease, Lock, LockName,
-    LockState, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Capabilities, Error, Lease, Lock, LockName, LockState, OwnerId, ReleaseOutcome,
+    RenewOutcome, Ttl,
 };
 use redis::{Script, ScriptInvocation};
 
@@ -181,7 +182,7 @@ impl Lock for RedisLock {
     ) -> Result<InLineOutcome, Error> {
         let keys = self.keys(name);
         let ms = ttl.as_millis().to_string();
-        let patience = lock_core::patience_millis(patience).to_string();
+        let patience = lock_core::raw::patience_millis(patience).to_string();
         let call = invocation(
             &IN_LINE,
             &[&keys.lease, &keys.token, &keys.line, &keys.kept],

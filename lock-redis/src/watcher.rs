@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use futures_util::StreamExt;
-use lock_core::{ChangeFuture, ChangeHub, Error};
+use lock_core::Error;
+use lock_core::raw::{ChangeFuture, ChangeHub};
 use redis::aio::PubSubSink;
 use tokio::task::AbortHandle;
 

@@ -267,7 +267,7 @@ async fn foreign_content_is_reported_and_force_release_repairs_it() {
         .await
         .unwrap();
     assert!(
-        matches!(lease, lock_core::InLineOutcome::Acquired(_)),
+        matches!(lease, lock_core::raw::InLineOutcome::Acquired(_)),
         "{lease:?}"
     );
 

@@ -1,0 +1,20 @@
+//! The face for backend authors: what implementing [`Lock`](crate::Lock) takes beyond the
+//! types every user sees (as OpenDAL's `raw` sits apart from its `Operator`).
+//!
+//! - [`async_trait`](macro@async_trait): the trait is written with it; implement it the same way.
+//! - [`ChangeHub`] and [`ChangeFuture`]: per-name wake-ups without lost events, for
+//!   [`Lock::watch`](crate::Lock::watch) and [`Lock::watch_turn`](crate::Lock::watch_turn).
+//! - [`InLineOutcome`], [`LINE_PATIENCE`] and [`patience_millis`]: the waiters' line
+//!   ([`Lock::try_acquire_in_line`](crate::Lock::try_acquire_in_line)).
+//! - [`HolderTie::from_fd`](crate::HolderTie::from_fd): a tie of a lease to its holders'
+//!   processes ([`Lock::tie`](crate::Lock::tie)).
+//!
+//! A backend proves it keeps the contract with the `conformance-tests` crate: one line,
+//! `conformance_tests::suite!(MySetup);`.
+
+pub use async_trait::async_trait;
+
+pub use crate::change_hub::ChangeHub;
+pub use crate::lock::ChangeFuture;
+pub use crate::outcome::InLineOutcome;
+pub use crate::wait::{LINE_PATIENCE, patience_millis};
