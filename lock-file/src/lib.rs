@@ -10,6 +10,7 @@ mod path;
 mod record;
 mod tie;
 mod transaction;
+mod url;
 mod watcher;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use lock_core::{Error, LockName};
 
 pub use dir::default_dir;
+pub use url::dir_from_url;
 
 /// Locks as files in one directory: one lease file per name, read and written under an
 /// exclusive `flock` for the few microseconds each operation takes.
@@ -67,6 +69,16 @@ impl FileLock {
         let dir = dir.into();
         dir::ensure_private(&dir)?;
         Ok(Self::at(dir))
+    }
+
+    /// Locks in the directory a `file:///abs/dir` URL names ([`dir_from_url`]), created
+    /// `0700` when missing, as [`FileLock::new`] does.
+    ///
+    /// # Errors
+    /// [`lock_core::InvalidInput::Config`] for a URL that names no local absolute directory;
+    /// then as [`FileLock::new`].
+    pub fn from_url(url: &str) -> Result<Self, Error> {
+        Self::new(dir_from_url(url)?)
     }
 
     fn at(dir: PathBuf) -> Self {
