@@ -13,6 +13,9 @@ use lock_core::{
 
 use crate::suite::{Suite, sleep_ms, ttl};
 
+mod tie;
+pub use tie::*;
+
 /// Long enough never to lapse during a case.
 const LONG: u64 = 60_000;
 /// Short enough to watch lapse (the contract's 100–300 ms). Only for leases that a case waits

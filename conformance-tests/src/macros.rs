@@ -47,6 +47,12 @@ macro_rules! suite {
             guard_renews_past_ttl,
             guard_tells_when_lost,
             guard_drop_releases,
+            closing_the_tie_ends_the_lease,
+            a_copy_of_the_tie_keeps_the_lease,
+            renewal_and_reacquisition_keep_the_tie,
+            a_tied_lease_still_lapses_at_its_ttl,
+            a_tie_needs_a_live_lease_of_its_owner,
+            guard_ties_its_lease,
             cross_process_exclusion,
         );
     };

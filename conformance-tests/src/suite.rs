@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use lock_core::raw::InLineOutcome;
 use lock_core::{
-    AcquireOutcome, Acquisition, Capabilities, Lease, Lock, LockName, LockState, OwnerId,
-    ReleaseOutcome, RenewOutcome, Ttl, Wait,
+    AcquireOutcome, Acquisition, Capabilities, HolderTie, Lease, Lock, LockName, LockState,
+    OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
 };
 
 use crate::cross_process;
@@ -186,6 +186,11 @@ impl Client {
         lock_core::acquire(&*self.lock, name, &self.owner, ttl, wait)
             .await
             .expect("acquire with wait")
+    }
+
+    /// Tie the lease to this process; panics on a backend error.
+    pub async fn tie(&self, name: &LockName) -> Option<HolderTie> {
+        self.lock.tie(name, &self.owner).await.expect("tie")
     }
 
     /// Inspect; panics on a backend error.

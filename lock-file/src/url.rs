@@ -16,7 +16,10 @@ pub fn dir_from_url(url: &str) -> Result<PathBuf, Error> {
         ))
         .into()
     };
-    if !url.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("file://")) {
+    if !url
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("file://"))
+    {
         return Err(bad("it does not start with file://"));
     }
     let parsed = ::url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;

@@ -1,0 +1,122 @@
+//! Ties: a lease bound to the life of the processes that hold it (`Lock::tie`), on backends
+//! with `Capabilities::holder_tie`.
+
+use lock_core::{LockState, ReleaseOutcome, RenewOutcome};
+
+use super::{LONG, SHORT, acquired, held, held_guard, locked};
+use crate::suite::{Suite, sleep_ms, ttl};
+
+fn applies(s: &Suite) -> bool {
+    s.requires("holder_tie", s.capabilities().holder_tie)
+}
+
+/// tie, a live lease of the owner: some tie; once every copy is closed the lease has ended:
+/// inspect says open, the owner's renewal is lost, the next acquisition takes the name at once
+/// with a higher token.
+pub async fn closing_the_tie_ends_the_lease(s: &Suite) {
+    if !applies(s) {
+        return;
+    }
+    let [a, b] = s.clients().await;
+    let name = s.name("n");
+    let lease = acquired(a.acquire(&name, ttl(LONG)).await);
+    let tie = a.tie(&name).await.expect("a tie of a live lease");
+    held(b.acquire(&name, ttl(LONG)).await);
+    drop(tie);
+    assert_eq!(a.inspect(&name).await, LockState::Open);
+    assert_eq!(a.renew(&name, ttl(LONG)).await, RenewOutcome::Lost);
+    let next = acquired(b.acquire(&name, ttl(LONG)).await);
+    assert!(
+        next.token > lease.token,
+        "{} after {}",
+        next.token,
+        lease.token
+    );
+    assert_eq!(a.release(&name).await, ReleaseOutcome::NotOwner);
+}
+
+/// tie: while the tie or a copy of it is open, every operation sees the lease as before.
+pub async fn a_copy_of_the_tie_keeps_the_lease(s: &Suite) {
+    if !applies(s) {
+        return;
+    }
+    let [a, b] = s.clients().await;
+    let name = s.name("n");
+    let lease = acquired(a.acquire(&name, ttl(LONG)).await);
+    let tie = a.tie(&name).await.expect("a tie");
+    let copy = tie.try_clone().expect("a copy of the tie");
+    let second = a.tie(&name).await.expect("a second tie");
+    drop(tie);
+    drop(second);
+    let holder = held(b.acquire(&name, ttl(LONG)).await);
+    assert_eq!((holder.owner, holder.token), (a.owner.clone(), lease.token));
+    assert!(matches!(
+        a.renew(&name, ttl(LONG)).await,
+        RenewOutcome::Renewed(_)
+    ));
+    drop(copy);
+    acquired(b.acquire(&name, ttl(LONG)).await);
+}
+
+/// tie: a re-acquisition or renewal by the owner keeps the lease tied.
+pub async fn renewal_and_reacquisition_keep_the_tie(s: &Suite) {
+    if !applies(s) {
+        return;
+    }
+    let a = s.client().await;
+    let name = s.name("n");
+    let lease = acquired(a.acquire(&name, ttl(LONG)).await);
+    let tie = a.tie(&name).await.expect("a tie");
+    assert!(matches!(
+        a.renew(&name, ttl(LONG)).await,
+        RenewOutcome::Renewed(_)
+    ));
+    let again = acquired(a.acquire(&name, ttl(LONG)).await);
+    assert_eq!(again.token, lease.token);
+    drop(tie);
+    assert_eq!(a.inspect(&name).await, LockState::Open);
+}
+
+/// tie: a tie does not keep a lease past its expiry.
+pub async fn a_tied_lease_still_lapses_at_its_ttl(s: &Suite) {
+    if !applies(s) {
+        return;
+    }
+    let [a, b] = s.clients().await;
+    let name = s.name("n");
+    acquired(a.acquire(&name, ttl(SHORT)).await);
+    let _tie = a.tie(&name).await.expect("a tie");
+    sleep_ms(SHORT + 50).await;
+    acquired(b.acquire(&name, ttl(LONG)).await);
+    assert_eq!(a.renew(&name, ttl(LONG)).await, RenewOutcome::Lost);
+}
+
+/// tie, no live lease of the owner: none; nothing changes.
+pub async fn a_tie_needs_a_live_lease_of_its_owner(s: &Suite) {
+    if !applies(s) {
+        return;
+    }
+    let [a, b] = s.clients().await;
+    let name = s.name("n");
+    assert!(a.tie(&name).await.is_none(), "tied an open name");
+    let lease = acquired(b.acquire(&name, ttl(LONG)).await);
+    assert!(a.tie(&name).await.is_none(), "tied another owner's lease");
+    let holder = locked(a.inspect(&name).await);
+    assert_eq!((holder.owner, holder.token), (b.owner.clone(), lease.token));
+    drop(b.tie(&name).await.expect("the holder's own tie"));
+    assert_eq!(a.inspect(&name).await, LockState::Open);
+}
+
+/// guard: on a backend that ties leases, the guard ties its own, so that a process that dies
+/// holding it frees the name at once.
+pub async fn guard_ties_its_lease(s: &Suite) {
+    if !applies(s) {
+        return;
+    }
+    let (lock, other) = (s.handle().await, s.client().await);
+    let name = s.name("n");
+    let guard = held_guard(lock, &name, LONG).await;
+    assert!(guard.tie().is_some(), "the guard made no tie");
+    held(other.acquire(&name, ttl(LONG)).await);
+    guard.release().await.expect("release");
+}
