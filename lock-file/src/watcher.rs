@@ -53,8 +53,9 @@ impl std::fmt::Debug for Watcher {
 }
 
 impl Watcher {
-    /// A future that completes when lock file `file` is written after this call; `None` when
-    /// it cannot be watched (no inotify, or no such file yet): waiters then poll.
+    /// A future that completes when lock file `file` may have opened after this call (a
+    /// release, a force release, a tie's end, the file replaced); `None` when it cannot be
+    /// watched (no inotify, or no such file yet): waiters then poll.
     pub(crate) fn subscribe(&self, file: &Path) -> Option<ChangeFuture> {
         let change = self.hub.subscribe(&key(file));
         self.watch(file).then_some(change)

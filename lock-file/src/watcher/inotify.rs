@@ -17,12 +17,11 @@ use super::{first_in_line, held_now, key};
 /// the file losing a link (`unlink`, `rename` over it) makes too; the file going away or being
 /// moved; and the last close of a read-only descriptor (`IN_CLOSE_NOWRITE`), which is how a
 /// tied lease ends when its holders die (`tie.rs`: a tie is such a descriptor; operations open
-/// the file for writing, and only an inspect's read also makes this event). Not writes: a grant or a renewal wakes no process (they woke every waiting process's
-/// watcher, to read that the name was held, on every grant: CPU taken from the next holder at
-/// each handoff). Not opens, closes or reads: every try opens the lock file, and waking every
-/// waiting process's watcher on each of those was most of a contended handoff's cost. The lock
-/// file itself is watched, not its directory, so the line files beside it and other names'
-/// lock files wake no one.
+/// the file for writing, and only an inspect's read also makes this event). Not writes, opens
+/// or other closes: a grant, a renewal and every try would otherwise wake every waiting
+/// process's watcher, CPU taken from the next holder at each handoff. The lock file itself is
+/// watched, not its directory, so the line files beside it and other names' lock files wake no
+/// one.
 fn mask() -> AddWatchFlags {
     AddWatchFlags::IN_ATTRIB
         | AddWatchFlags::IN_CLOSE_NOWRITE
