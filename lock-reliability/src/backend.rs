@@ -35,6 +35,12 @@ impl Backend {
         self != Backend::PostgresSession
     }
 
+    /// Whether a killed holder frees the lock at once (the workers' guards tie their leases
+    /// to their processes: files), rather than at the end of its lease.
+    pub fn frees_on_death(self) -> bool {
+        self == Backend::File
+    }
+
     /// Whether there is a server to kill and restart.
     pub fn has_server(self) -> bool {
         self != Backend::File

@@ -98,6 +98,10 @@ impl Fault {
 pub struct Rules {
     /// Leases expire by a ttl (false for session locks).
     pub expires: bool,
+    /// A killed holder frees the lock at once: its lease is tied to its process (the file
+    /// backend's ties), so a grant before its lease's end is no early grant, and the lock must
+    /// be free again within the slack alone.
+    pub frees_on_death: bool,
     /// The ttl the workers used.
     pub ttl: Duration,
 }
@@ -107,7 +111,7 @@ impl Rules {
     /// second with a ttl, a second without (the server sees the connection close).
     fn free_again_within(&self) -> u64 {
         let slack = Duration::from_secs(1);
-        (if self.expires {
+        (if self.expires && !self.frees_on_death {
             self.ttl + slack
         } else {
             slack
@@ -340,9 +344,9 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
                 match next_grant_after(at) {
                     Some(next) if next - at <= rules.free_again_within() => {
                         t.max_free_ms = t.max_free_ms.max((next - at) / 1_000_000);
-                        if let Some(i) =
-                            hit.filter(|&i| rules.expires && next < holds[i].valid_until)
-                        {
+                        if let Some(i) = hit.filter(|&i| {
+                            rules.expires && !rules.frees_on_death && next < holds[i].valid_until
+                        }) {
                             t.early += 1;
                             t.early_details.push(early(
                                 &holds,

@@ -157,6 +157,7 @@ pub async fn run(
     }
     let rules = Rules {
         expires: env.backend.expires(),
+        frees_on_death: env.backend.frees_on_death(),
         ttl,
     };
     let steps = clock.steps_between(start, now_ns());

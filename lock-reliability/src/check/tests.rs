@@ -9,16 +9,25 @@ const B: u32 = 2; // hold 2.1
 fn ttl(ns: u64) -> Rules {
     Rules {
         expires: true,
+        frees_on_death: false,
         ttl: Duration::from_nanos(ns),
     }
 }
 
 const LEASE: Rules = Rules {
     expires: true,
+    frees_on_death: false,
+    ttl: Duration::from_nanos(100),
+};
+/// Leases tied to their holders' processes: a killed holder frees the lock at once.
+const TIED: Rules = Rules {
+    expires: true,
+    frees_on_death: true,
     ttl: Duration::from_nanos(100),
 };
 const SESSION: Rules = Rules {
     expires: false,
+    frees_on_death: false,
     ttl: Duration::from_nanos(100),
 };
 
@@ -360,6 +369,40 @@ fn a_grant_written_down_late_is_judged_where_it_may_have_happened() {
     );
     let t = check(&rec, LEASE);
     assert_eq!(t.violations(true), 0, "{t:?}");
+}
+
+/// A killed holder whose lease was tied to its process frees the lock at once: the grant
+/// before its lease's end is no early grant; but the lock must then be free again within the
+/// slack alone, not the ttl.
+#[test]
+fn a_tied_lease_frees_at_its_holders_death_and_no_later() {
+    let tied = |ttl_ns| Rules {
+        ttl: Duration::from_nanos(ttl_ns),
+        ..TIED
+    };
+    let t = check(&granted_early(), tied(290));
+    assert_eq!((t.early, t.violations(true)), (0, 0), "{t:?}");
+    let slow = record(
+        "10 acquired 1.1 1 5000000010
+         2000000000 acquired 2.1 2 7000000000",
+        "",
+        0,
+        vec![Fault::Kill {
+            pid: A,
+            t: 20,
+            confirmed: true,
+        }],
+    );
+    assert_eq!(
+        check(&slow, ttl(5_000_000_000)).stuck,
+        0,
+        "within ttl + 1 s"
+    );
+    assert_eq!(
+        check(&slow, tied(5_000_000_000)).stuck,
+        1,
+        "not free at once"
+    );
 }
 
 #[test]
