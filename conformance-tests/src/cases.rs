@@ -1,4 +1,4 @@
-//! One `pub async fn` per guarantee of the contract (`../shared/SPEC.md`), each documented by
+//! One `pub async fn` per guarantee of the contract (`docs/contract.md`), each documented by
 //! the line of it that it checks. `suite!` turns each into a `#[test]`.
 
 use std::collections::HashSet;

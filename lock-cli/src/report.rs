@@ -12,7 +12,7 @@ pub const EXIT_USAGE: u8 = 2;
 /// Exit code when the backend cannot be reached or fails.
 pub const EXIT_BACKEND: u8 = 3;
 
-/// The outcomes of SPEC.md, spelled as the JSON spells them.
+/// The outcomes of the contract (`docs/contract.md`), spelled as the JSON spells them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Acquired,
@@ -61,7 +61,7 @@ pub struct Report {
 }
 
 impl Report {
-    /// An outcome of `acquire`, `renew`, `release` or `status`, with its SPEC exit code.
+    /// An outcome of `acquire`, `renew`, `release` or `status`, with the contract's exit code.
     pub fn new(name: &LockName, outcome: Outcome) -> Self {
         let exit = match outcome {
             Outcome::Acquired

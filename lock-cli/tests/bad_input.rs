@@ -1,4 +1,4 @@
-//! Bad input, row by row, against the real `lock` binary (SPEC.md, "Bad input gets a clear
+//! Bad input, row by row, against the real `lock` binary (`docs/contract.md`, "Bad input gets a clear
 //! error and changes nothing").
 //!
 //! Each row is one bad input: a name, an owner, a ttl, a URL, a planted file. It runs on every
@@ -12,7 +12,7 @@
 //! file, Redis key or table row) as it was: nothing created for a refused name.
 //!
 //! The names `.`, `..`, `../../etc/passwd`, `/abs` and `../outside/precious` are not bad
-//! input: SPEC.md allows every UTF-8 name without control characters. Their rows expect
+//! input: the contract allows every UTF-8 name without control characters. Their rows expect
 //! `acquired`, a lock of their own, and (files) one new file right inside the lock directory.
 //!
 //! Both servers are shared by the whole file and need passwords, so that the wrong-credential
@@ -456,7 +456,7 @@ fn rows() -> Vec<Row> {
         row("invalid UTF-8 owner", ALL, |b| with_bytes(b.cli(&["acquire", "job", "--owner", "@"]), b"o\xff"), usage("an owner id must be valid UTF-8"), FAST),
         row("invalid UTF-8 ttl", ALL, |b| with_bytes(b.cli(&["acquire", "job", "--owner", "a", "--ttl", "@"]), b"1\xffs"), usage("a ttl must be valid UTF-8"), FAST),
         row("invalid UTF-8 backend URL", ALL, |_| with_bytes(at("@", &["status", "job"]), b"file:///tmp/\xff"), usage("invalid UTF-8"), FAST),
-        // Names SPEC.md allows: locks of their own, never paths.
+        // Names the contract allows: locks of their own, never paths.
         row("name `.`", ALL, |b| b.cli(&["acquire", ".", "--owner", "dots"]), Expect::Acquired, NET),
         row("name `..`", ALL, |b| b.cli(&["acquire", "..", "--owner", "dots"]), Expect::Acquired, NET),
         row("name `../../etc/passwd`", ALL, |b| b.cli(&["acquire", "../../etc/passwd", "--owner", "dots"]), Expect::Acquired, NET),
