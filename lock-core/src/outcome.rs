@@ -4,7 +4,13 @@ use std::time::Duration;
 
 use crate::{Holder, Lease};
 
-/// The answer of [`Lock::try_acquire`](crate::Lock::try_acquire).
+/// The answer of one backend call, [`Lock::try_acquire`](crate::Lock::try_acquire): a single
+/// try, no waiting.
+///
+/// Of the three acquisition answers, this is the backend's to a plain try;
+/// [`InLineOutcome`](crate::raw::InLineOutcome) is the backend's to a try in line (for backend
+/// authors); [`Acquisition`](crate::Acquisition) is what an acquisition that may wait
+/// ([`acquire`](crate::acquire), [`Guard::acquire`](crate::Guard::acquire)) ends with.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AcquireOutcome {
@@ -14,7 +20,10 @@ pub enum AcquireOutcome {
     Held(Holder),
 }
 
-/// The answer of [`Lock::try_acquire_in_line`](crate::Lock::try_acquire_in_line).
+/// The answer of one backend call, [`Lock::try_acquire_in_line`](crate::Lock::try_acquire_in_line):
+/// a try by a waiter standing in the name's line. A waiting acquisition makes these calls and
+/// ends with an [`Acquisition`](crate::Acquisition); a plain try answers
+/// [`AcquireOutcome`](crate::AcquireOutcome).
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InLineOutcome {

@@ -20,7 +20,10 @@ pub enum Wait {
     Forever,
 }
 
-/// The outcome of an acquisition that may wait.
+/// How an acquisition that may wait ([`acquire`], [`Guard::acquire`](crate::Guard::acquire))
+/// ended: with what it acquired, or with who holds the name. The backend calls it made on the
+/// way answered [`AcquireOutcome`] (a plain try) or
+/// [`InLineOutcome`](crate::raw::InLineOutcome) (a try in line).
 #[non_exhaustive]
 #[derive(Debug)]
 pub enum Acquisition<T> {
