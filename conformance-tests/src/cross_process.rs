@@ -1,8 +1,9 @@
 //! The cross-process check: W operating-system processes × M cycles of acquire → critical
 //! section → release on one name.
 //!
-//! The parent re-runs the test binary W times as workers (an environment variable says so,
-//! and [`run`](crate::run) then does a worker's share instead of the case). Each worker
+//! The parent re-runs the test binary W times as workers, filtered to this case (an
+//! environment variable says so, and the runner then does a worker's share instead of the
+//! suite). Each worker
 //! records every hold as `start end token` on `CLOCK_MONOTONIC`, which all processes of a
 //! machine share, and bumps a counter file without any locking of its own. The parent then
 //! checks that no two holds overlap, that tokens rise in order of entry, and that the counter
@@ -22,7 +23,7 @@ pub const WORKERS: usize = 8;
 /// Acquire → critical section → release cycles per worker.
 pub const CYCLES: usize = 200;
 
-const ENV_MODULE: &str = "LOCK_CONFORMANCE_WORKER_MODULE";
+const ENV_SUITE: &str = "LOCK_CONFORMANCE_WORKER_SUITE";
 const ENV_INDEX: &str = "LOCK_CONFORMANCE_WORKER_INDEX";
 const ENV_DIR: &str = "LOCK_CONFORMANCE_WORKER_DIR";
 const ENV_LOCATION: &str = "LOCK_CONFORMANCE_WORKER_LOCATION";
@@ -50,11 +51,7 @@ pub(crate) async fn check(s: &Suite) {
     std::fs::write(counter_path(dir.path()), "0").expect("counter file");
     let name = s.name("race");
     let exe = std::env::current_exe().expect("the test binary's path");
-    // The harness's name for this test: the module path without the crate, then the case.
-    let test = match s.module().split_once("::") {
-        Some((_, rest)) => format!("{rest}::{}", s.case()),
-        None => s.case().to_owned(),
-    };
+    let test = s.trial();
     let mut children: Vec<_> = (0..WORKERS)
         .map(|i| {
             Command::new(&exe)
@@ -65,7 +62,7 @@ pub(crate) async fn check(s: &Suite) {
                     "--test-threads",
                     "1",
                 ])
-                .env(ENV_MODULE, s.module())
+                .env(ENV_SUITE, s.trial_prefix())
                 .env(ENV_INDEX, i.to_string())
                 .env(ENV_DIR, dir.path())
                 .env(ENV_LOCATION, s.location())
@@ -165,6 +162,8 @@ fn record_path(dir: &Path, worker: usize) -> PathBuf {
 
 /// A worker process's share of the check, set up from its environment.
 pub(crate) struct Worker {
+    /// The trial prefix of the suite it works for.
+    suite: String,
     index: usize,
     dir: PathBuf,
     location: String,
@@ -172,18 +171,22 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// `Some` when this process is a worker of the suite in `module`.
-    pub(crate) fn from_env(module: &str) -> Option<Self> {
-        if std::env::var(ENV_MODULE).ok()? != module {
-            return None;
-        }
+    /// `Some` when this process is a worker: then [`Worker::suite`] says of which suite.
+    pub(crate) fn from_env() -> Option<Self> {
+        let suite = std::env::var(ENV_SUITE).ok()?;
         let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
         Some(Self {
+            suite,
             index: var(ENV_INDEX).parse().expect("worker index"),
             dir: PathBuf::from(var(ENV_DIR)),
             location: var(ENV_LOCATION),
             name: LockName::new(var(ENV_NAME)).expect("lock name"),
         })
+    }
+
+    /// The trial prefix of the suite this worker works for.
+    pub(crate) fn suite(&self) -> &str {
+        &self.suite
     }
 
     pub(crate) async fn run(self, setup: &dyn Setup) {

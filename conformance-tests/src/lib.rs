@@ -4,8 +4,11 @@
 pub mod cases;
 mod cross_process;
 mod macros;
+mod runner;
 mod suite;
 
+pub use async_trait::async_trait;
 pub use cross_process::{CYCLES, WORKERS};
 pub use lock_testkit as kit;
-pub use suite::{CaseFuture, Client, Setup, Suite, run};
+pub use runner::{run_case, run_suites};
+pub use suite::{CaseFuture, Client, Setup, Suite};

@@ -5,15 +5,35 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use lock_core::raw::InLineOutcome;
 use lock_core::{
     AcquireOutcome, Acquisition, Capabilities, HolderTie, Lease, Lock, LockName, LockState,
     OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
 };
 
-use crate::cross_process;
-
 /// How the suite reaches a backend. Implement it once per backend; `suite!` does the rest.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use conformance_tests::{Setup, async_trait};
+/// use lock_core::{Lock, MemoryLock};
+///
+/// struct Memory(Arc<MemoryLock>);
+///
+/// #[async_trait]
+/// impl Setup for Memory {
+///     fn location(&self) -> String {
+///         "memory".into()
+///     }
+///
+///     async fn connect(&self, _location: &str) -> Arc<dyn Lock> {
+///         self.0.clone()
+///     }
+/// }
+/// ```
+#[async_trait]
 pub trait Setup: Send + Sync + 'static {
     /// Starts (once per process) what the backend needs, and says where it is: a URL, a
     /// directory. The cross-process case hands this text to its worker processes, which pass
@@ -22,16 +42,19 @@ pub trait Setup: Send + Sync + 'static {
 
     /// A fresh handle to the backend at `location`: one simulated client, with its own
     /// connections where the backend has any.
-    fn connect(&self, location: &str) -> Pin<Box<dyn Future<Output = Arc<dyn Lock>> + Send + '_>>;
+    async fn connect(&self, location: &str) -> Arc<dyn Lock>;
 }
 
 /// What a case is handed: fresh handles, the backend's capabilities, unique names.
 pub struct Suite {
-    setup: Box<dyn Setup>,
+    setup: Arc<dyn Setup>,
     location: String,
     capabilities: Capabilities,
     case: &'static str,
-    module: &'static str,
+    /// The trial's name less the case's: `""`, or `"session::"` where a test binary runs
+    /// the suite against several setups.
+    trial_prefix: &'static str,
+    /// Before every lock name, so that no other case or run uses it.
     prefix: String,
 }
 
@@ -47,39 +70,25 @@ pub struct Client {
 /// A future a case returns.
 pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 
-/// Runs one case against `setup` on a fresh runtime; what each `#[test]` of `suite!` calls.
-///
-/// Run inside a worker process of the cross-process case, it does that worker's share instead.
-pub fn run(
-    module: &'static str,
-    case: &'static str,
-    setup: impl Setup,
-    body: for<'a> fn(&'a Suite) -> CaseFuture<'a>,
-) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(async {
-        if let Some(worker) = cross_process::Worker::from_env(module) {
-            return worker.run(&setup).await;
-        }
-        let location = setup.location();
-        let capabilities = setup.connect(&location).await.capabilities();
-        let suite = Suite {
-            setup: Box::new(setup),
+impl Suite {
+    /// A suite for `case` on `setup`, whose handles report `capabilities`.
+    pub(crate) fn new(
+        setup: Arc<dyn Setup>,
+        location: String,
+        capabilities: Capabilities,
+        case: &'static str,
+        trial_prefix: &'static str,
+    ) -> Self {
+        Self {
+            setup,
             location,
             capabilities,
             case,
-            module,
+            trial_prefix,
             prefix: OwnerId::random().as_str()[..8].to_owned(),
-        };
-        body(&suite).await;
-    });
-}
+        }
+    }
 
-impl Suite {
     /// A fresh handle: a new simulated client's connection to the backend.
     pub async fn handle(&self) -> Arc<dyn Lock> {
         self.setup.connect(&self.location).await
@@ -112,28 +121,18 @@ impl Suite {
         self.capabilities
     }
 
-    /// Whether the case may run: with `has` false it says by name that the case does not
-    /// apply to this backend, and the case returns without asserting.
-    pub fn requires(&self, capability: &str, has: bool) -> bool {
-        if !has {
-            println!(
-                "conformance: {} does not apply: the backend lacks `{capability}` (skipped by capability)",
-                self.case
-            );
-        }
-        has
-    }
-
     pub(crate) fn location(&self) -> &str {
         &self.location
     }
 
-    pub(crate) fn module(&self) -> &'static str {
-        self.module
+    /// The trial's name less the case's (see [`Suite::trial`]).
+    pub(crate) fn trial_prefix(&self) -> &'static str {
+        self.trial_prefix
     }
 
-    pub(crate) fn case(&self) -> &'static str {
-        self.case
+    /// The name the test binary runs this case by: the trial prefix, then the case.
+    pub(crate) fn trial(&self) -> String {
+        format!("{}{}", self.trial_prefix, self.case)
     }
 }
 

@@ -1,11 +1,9 @@
-//! The file backend passes the whole conformance suite, cross-process check included, on
-//! real files in a temp dir.
+//! The file backend passes the whole conformance suite, cross-process check and ties
+//! included, on real files in a temp dir.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 
-use conformance_tests::Setup;
+use conformance_tests::{Setup, async_trait};
 use lock_core::Lock;
 use lock_file::FileLock;
 
@@ -15,14 +13,14 @@ static DIR: LazyLock<tempfile::TempDir> =
 
 struct Files;
 
+#[async_trait]
 impl Setup for Files {
     fn location(&self) -> String {
         DIR.path().to_str().expect("a UTF-8 temp path").to_owned()
     }
 
-    fn connect(&self, dir: &str) -> Pin<Box<dyn Future<Output = Arc<dyn Lock>> + Send + '_>> {
-        let lock = FileLock::new(dir).expect("the lock directory");
-        Box::pin(async move { Arc::new(lock) as Arc<dyn Lock> })
+    async fn connect(&self, dir: &str) -> Arc<dyn Lock> {
+        Arc::new(FileLock::new(dir).expect("the lock directory"))
     }
 }
 

@@ -1,56 +1,37 @@
-//! The Postgres backend against the conformance suite, on a Postgres of its own: the whole
-//! suite with the cross-process check in lease mode, and what applies in session mode.
+//! The Postgres backend against the conformance suite, on a Postgres of its own: every case
+//! in lease mode (`lease::…`), cross-process check included, and in session mode
+//! (`session::…`) every case but those its capabilities rule out (expiry), shown as ignored.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use conformance_tests::Setup;
-use conformance_tests::kit::PostgresServer;
+use conformance_tests::kit::{PostgresServer, Shared};
+use conformance_tests::{Setup, async_trait};
 use lock_core::Lock;
 use lock_postgres::PostgresLock;
 
 /// One server per test process; the cross-process workers are handed its URL.
-static SERVER: conformance_tests::kit::Shared<PostgresServer> =
-    conformance_tests::kit::Shared::new(PostgresServer::start);
-
-fn server_url() -> String {
-    SERVER.with(PostgresServer::url)
-}
+static SERVER: Shared<PostgresServer> = Shared::new(PostgresServer::start);
 
 /// The suite's handles, at `suffix` added to the server's URL.
 struct Postgres {
     suffix: &'static str,
 }
 
+#[async_trait]
 impl Setup for Postgres {
     fn location(&self) -> String {
-        format!("{}{}", server_url(), self.suffix)
+        format!("{}{}", SERVER.with(PostgresServer::url), self.suffix)
     }
 
-    fn connect(&self, url: &str) -> Pin<Box<dyn Future<Output = Arc<dyn Lock>> + Send + '_>> {
-        let url = url.to_owned();
-        Box::pin(async move {
-            let lock = PostgresLock::connect(&url)
-                .await
-                .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-            Arc::new(lock) as Arc<dyn Lock>
-        })
+    async fn connect(&self, url: &str) -> Arc<dyn Lock> {
+        let lock = PostgresLock::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+        Arc::new(lock)
     }
 }
 
-/// Lease mode, the default: every case, the cross-process check included.
-mod lease {
-    use super::Postgres;
-
-    conformance_tests::suite!(Postgres { suffix: "" });
-}
-
-/// Session advisory locks: the cases that need expiry skip themselves by capability.
-mod session {
-    use super::Postgres;
-
-    conformance_tests::suite!(Postgres {
-        suffix: "?mode=session"
-    });
-}
+conformance_tests::suite!(
+    "lease::" => Postgres { suffix: "" },
+    "session::" => Postgres { suffix: "?mode=session" },
+);

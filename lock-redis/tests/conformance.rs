@@ -1,12 +1,10 @@
 //! The Redis backend passes the whole conformance suite, cross-process check included,
 //! against a `redis-server` of its own.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use conformance_tests::Setup;
 use conformance_tests::kit::{RedisServer, Shared};
+use conformance_tests::{Setup, async_trait};
 use lock_core::Lock;
 use lock_redis::RedisLock;
 
@@ -15,19 +13,17 @@ static SERVER: Shared<RedisServer> = Shared::new(RedisServer::start);
 
 struct Redis;
 
+#[async_trait]
 impl Setup for Redis {
     fn location(&self) -> String {
         SERVER.with(RedisServer::url)
     }
 
-    fn connect(&self, url: &str) -> Pin<Box<dyn Future<Output = Arc<dyn Lock>> + Send + '_>> {
-        let url = url.to_owned();
-        Box::pin(async move {
-            let lock = RedisLock::connect(&url)
-                .await
-                .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-            Arc::new(lock) as Arc<dyn Lock>
-        })
+    async fn connect(&self, url: &str) -> Arc<dyn Lock> {
+        let lock = RedisLock::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+        Arc::new(lock)
     }
 }
 

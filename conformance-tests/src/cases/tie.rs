@@ -1,22 +1,11 @@
-//! Ties: a lease bound to the life of the processes that hold it (`Lock::tie`), on backends
-//! with `Capabilities::holder_tie`.
+//! Ties: a lease bound to the life of the processes that hold it (`Lock::tie`).
 
-use lock_core::{LockState, ReleaseOutcome, RenewOutcome};
-
-use super::{LONG, SHORT, acquired, held, held_guard, locked};
-use crate::suite::{Suite, sleep_ms, ttl};
-
-fn applies(s: &Suite) -> bool {
-    s.requires("holder_tie", s.capabilities().holder_tie)
-}
+use super::support::*;
 
 /// tie, a live lease of the owner: some tie; once every copy is closed the lease has ended:
 /// inspect says open, the owner's renewal is lost, the next acquisition takes the name at once
 /// with a higher token.
 pub async fn closing_the_tie_ends_the_lease(s: &Suite) {
-    if !applies(s) {
-        return;
-    }
     let [a, b] = s.clients().await;
     let name = s.name("n");
     let lease = acquired(a.acquire(&name, ttl(LONG)).await);
@@ -37,9 +26,6 @@ pub async fn closing_the_tie_ends_the_lease(s: &Suite) {
 
 /// tie: while the tie or a copy of it is open, every operation sees the lease as before.
 pub async fn a_copy_of_the_tie_keeps_the_lease(s: &Suite) {
-    if !applies(s) {
-        return;
-    }
     let [a, b] = s.clients().await;
     let name = s.name("n");
     let lease = acquired(a.acquire(&name, ttl(LONG)).await);
@@ -60,9 +46,6 @@ pub async fn a_copy_of_the_tie_keeps_the_lease(s: &Suite) {
 
 /// tie: a re-acquisition or renewal by the owner keeps the lease tied.
 pub async fn renewal_and_reacquisition_keep_the_tie(s: &Suite) {
-    if !applies(s) {
-        return;
-    }
     let a = s.client().await;
     let name = s.name("n");
     let lease = acquired(a.acquire(&name, ttl(LONG)).await);
@@ -79,9 +62,6 @@ pub async fn renewal_and_reacquisition_keep_the_tie(s: &Suite) {
 
 /// tie: a tie does not keep a lease past its expiry.
 pub async fn a_tied_lease_still_lapses_at_its_ttl(s: &Suite) {
-    if !applies(s) {
-        return;
-    }
     let [a, b] = s.clients().await;
     let name = s.name("n");
     acquired(a.acquire(&name, ttl(SHORT)).await);
@@ -93,9 +73,6 @@ pub async fn a_tied_lease_still_lapses_at_its_ttl(s: &Suite) {
 
 /// tie, no live lease of the owner: none; nothing changes.
 pub async fn a_tie_needs_a_live_lease_of_its_owner(s: &Suite) {
-    if !applies(s) {
-        return;
-    }
     let [a, b] = s.clients().await;
     let name = s.name("n");
     assert!(a.tie(&name).await.is_none(), "tied an open name");
@@ -105,18 +82,4 @@ pub async fn a_tie_needs_a_live_lease_of_its_owner(s: &Suite) {
     assert_eq!((holder.owner, holder.token), (b.owner.clone(), lease.token));
     drop(b.tie(&name).await.expect("the holder's own tie"));
     assert_eq!(a.inspect(&name).await, LockState::Open);
-}
-
-/// guard: on a backend that ties leases, the guard ties its own, so that a process that dies
-/// holding it frees the name at once.
-pub async fn guard_ties_its_lease(s: &Suite) {
-    if !applies(s) {
-        return;
-    }
-    let (lock, other) = (s.handle().await, s.client().await);
-    let name = s.name("n");
-    let guard = held_guard(lock, &name, LONG).await;
-    assert!(guard.tie().is_some(), "the guard made no tie");
-    held(other.acquire(&name, ttl(LONG)).await);
-    guard.release().await.expect("release");
 }
