@@ -30,3 +30,6 @@ pub use ttl::Ttl;
 pub use wait::{Acquisition, LINE_PATIENCE, Wait, acquire, patience_millis};
 
 pub use async_trait::async_trait;
+
+// ---- For backend authors (issue 16, item 5): what every backend repeats, in one place. ----
+pub mod backend_kit;
