@@ -203,11 +203,7 @@ impl Now {
 }
 
 fn corrupt(name: &LockName, path: &Path, detail: impl Into<String>) -> Error {
-    Error::Corrupt {
-        name: name.to_string(),
-        location: path.display().to_string(),
-        detail: detail.into(),
-    }
+    lock_core::backend_kit::corrupt(name, path.display(), detail)
 }
 
 fn transact<T, F>(
