@@ -8,7 +8,6 @@ use std::sync::Arc;
 use conformance_tests::Setup;
 use conformance_tests::kit::PostgresServer;
 use lock_core::Lock;
-use lock_postgres::PostgresLock;
 
 /// One server per test process; the cross-process workers are handed its URL.
 static SERVER: conformance_tests::kit::Shared<PostgresServer> =
@@ -31,10 +30,9 @@ impl Setup for Postgres {
     fn connect(&self, url: &str) -> Pin<Box<dyn Future<Output = Arc<dyn Lock>> + Send + '_>> {
         let url = url.to_owned();
         Box::pin(async move {
-            let lock = PostgresLock::connect(&url)
+            lock_postgres::connect(&url)
                 .await
-                .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-            Arc::new(lock) as Arc<dyn Lock>
+                .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
         })
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use conformance_tests::Setup;
 use conformance_tests::kit::{PgBouncer, PostgresServer};
 use lock_core::{Lock, LockName, OwnerId, Ttl};
-use lock_postgres::PostgresLock;
+use lock_postgres::LeaseLock;
 
 /// The server and its bouncer, once per test process (the bouncer goes first at exit).
 static SERVERS: conformance_tests::kit::Shared<(PgBouncer, PostgresServer)> =
@@ -33,7 +33,7 @@ impl Setup for ThroughPgBouncer {
     fn connect(&self, url: &str) -> Pin<Box<dyn Future<Output = Arc<dyn Lock>> + Send + '_>> {
         let url = url.to_owned();
         Box::pin(async move {
-            let lock = PostgresLock::connect(&url)
+            let lock = LeaseLock::connect(&url)
                 .await
                 .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
             Arc::new(lock) as Arc<dyn Lock>
@@ -46,7 +46,7 @@ conformance_tests::suite!(ThroughPgBouncer);
 /// Without LISTEN, a handle says it has no wake-ups, and waiters poll.
 #[tokio::test]
 async fn no_listen_through_pgbouncer() {
-    let lock = PostgresLock::connect(&bouncer_url()).await.unwrap();
+    let lock = LeaseLock::connect(&bouncer_url()).await.unwrap();
     assert!(!lock.capabilities().wake_on_release);
     let name = LockName::new("watch").unwrap();
     assert!(lock.watch(&name).await.unwrap().is_none());
