@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use lock_core::{Error, InvalidInput, Lock};
+use lock_core::backend_kit::{config_error, redact_url as redact};
+use lock_core::{Error, Lock};
 
 /// The environment variable read when no URL is given.
 pub const LOCK_URL: &str = "LOCK_URL";
@@ -33,38 +34,15 @@ impl std::fmt::Debug for BackendKind {
     }
 }
 
-fn config(message: String) -> Error {
-    InvalidInput::Config(message).into()
-}
-
-/// `url` with any password replaced by `***`, for messages and logs.
-pub fn redact(url: &str) -> String {
-    match ::url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(_) => url.to_owned(),
-        // Unparsable: keep the scheme and host-ish part only, so nothing secret can leak.
-        Err(_) => match url.split_once("://") {
-            Some((scheme, rest)) => {
-                let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-                format!("{scheme}://…@{host}")
-            }
-            None => "(unparsable URL)".to_owned(),
-        },
-    }
-}
-
 /// Says which backend `url` names, checking what can be checked without connecting.
 ///
 /// # Errors
-/// [`InvalidInput::Config`] for a malformed URL, an unknown scheme (naming the supported
-/// ones), a scheme whose cargo feature this build lacks (naming the feature), or a `file`
+/// [`InvalidInput::Config`](lock_core::InvalidInput::Config) for a malformed URL, an unknown
+/// scheme (naming the supported ones), a scheme whose cargo feature this build lacks (naming the feature), or a `file`
 /// URL that is not an absolute local directory. No message holds a password.
 pub fn parse_url(url: &str) -> Result<BackendKind, Error> {
     let Some((scheme, _)) = url.split_once("://") else {
-        return Err(config(format!(
+        return Err(config_error(format!(
             "{:?} is not a lock URL: expected one of {SCHEMES}",
             redact(url)
         )));
@@ -74,7 +52,7 @@ pub fn parse_url(url: &str) -> Result<BackendKind, Error> {
         "redis" | "rediss" => BackendKind::Redis(url.to_owned()),
         "postgres" | "postgresql" => BackendKind::Postgres(url.to_owned()),
         other => {
-            return Err(config(format!(
+            return Err(config_error(format!(
                 "unknown lock URL scheme {other:?}: supported are {SCHEMES}"
             )));
         }
@@ -85,7 +63,7 @@ pub fn parse_url(url: &str) -> Result<BackendKind, Error> {
         BackendKind::Postgres(_) => ("postgres", cfg!(feature = "postgres")),
     };
     if !feature.1 {
-        return Err(config(format!(
+        return Err(config_error(format!(
             "{scheme}:// URLs need the `{}` cargo feature of the `lock` crate, which this build does not have",
             feature.0
         )));
@@ -95,7 +73,7 @@ pub fn parse_url(url: &str) -> Result<BackendKind, Error> {
 
 fn file_dir(url: &str) -> Result<PathBuf, Error> {
     let bad = |why: &str| {
-        config(format!(
+        config_error(format!(
             "{url:?} is not a usable file URL: {why}; write file:///absolute/dir"
         ))
     };
@@ -134,9 +112,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Lock>, Error> {
         #[cfg(feature = "redis")]
         BackendKind::Redis(url) => Ok(Arc::new(lock_redis::RedisLock::connect(&url).await?)),
         #[cfg(feature = "postgres")]
-        BackendKind::Postgres(url) => {
-            Ok(Arc::new(lock_postgres::PostgresLock::connect(&url).await?))
-        }
+        BackendKind::Postgres(url) => lock_postgres::connect(&url).await,
         #[allow(unreachable_patterns)]
         _ => unreachable!("parse_url refuses schemes without their feature"),
     }
@@ -164,7 +140,7 @@ async fn default_file() -> Result<Arc<dyn Lock>, Error> {
 
 #[cfg(not(feature = "file"))]
 async fn default_file() -> Result<Arc<dyn Lock>, Error> {
-    Err(config(format!(
+    Err(config_error(format!(
         "no lock URL given ({LOCK_URL} is unset) and the default file backend needs the `file` cargo feature"
     )))
 }
@@ -260,7 +236,7 @@ mod tests {
                 "postgres://u:***@h/db?sslmode=require",
             ),
             ("redis://host:6379", "redis://host:6379"),
-            ("redis://u:hunter2@[bad", "redis://…@[bad"),
+            ("redis://u:hunter2@[bad", "redis://u:***@[bad"),
         ];
         for (url, want) in cases {
             assert_eq!(redact(url), want);
