@@ -205,8 +205,8 @@ pub fn timeout_param(key: &str, value: &str) -> Result<Duration, Error> {
     })?;
     if duration < Duration::from_millis(1) || duration > MAX_TIMEOUT {
         return Err(config_error(format!(
-            "{key}={value:?} is out of range: it must be from 1ms to {}s (a backend never \
-             waits forever)",
+            "{key}={value:?} is out of range: it must be at least 1ms and at most {}s (a \
+             backend never waits forever)",
             MAX_TIMEOUT.as_secs()
         )));
     }
