@@ -1,7 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
-mod url;
+mod connect;
 
 // What users call: taking, holding and watching locks.
 pub use lock_core::{
@@ -26,4 +26,6 @@ pub use lock_postgres as postgres;
 #[cfg(feature = "redis")]
 pub use lock_redis as redis;
 
-pub use crate::url::{BackendKind, LOCK_URL, connect, connect_default, parse_url, redact};
+pub use crate::connect::{BackendKind, LOCK_URL, connect, connect_default, parse_url};
+/// `url` with its password shown as `***`, for messages and logs.
+pub use lock_core::raw::redact_url as redact;

@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 mod acquiring;
+mod backend_kit;
 mod capabilities;
 mod change_hub;
 mod error;

@@ -8,12 +8,21 @@
 //!   ([`Lock::try_acquire_in_line`](crate::Lock::try_acquire_in_line)).
 //! - [`HolderTie::from_fd`](crate::HolderTie::from_fd): a tie of a lease to its holders'
 //!   processes ([`Lock::tie`](crate::Lock::tie)).
+//! - What every backend repeats, in one place: [`corrupt`] for stored state this library did
+//!   not write, [`config_error`] for a setting that cannot be used, [`Origin`] to word a
+//!   failure from its operation and backend, [`Secret`] and [`redact_url`] to keep passwords
+//!   out of messages (both print [`REDACTED`]), [`percent_decode`] (strict) and
+//!   [`timeout_param`] to read URL values the same way everywhere.
 //!
 //! A backend proves it keeps the contract with the `conformance-tests` crate: one line,
 //! `conformance_tests::suite!(MySetup);`.
 
 pub use async_trait::async_trait;
 
+pub use crate::backend_kit::{
+    MAX_TIMEOUT, Origin, REDACTED, Secret, config_error, corrupt, percent_decode, redact_url,
+    timeout_param,
+};
 pub use crate::change_hub::ChangeHub;
 pub use crate::lock::ChangeFuture;
 pub use crate::outcome::InLineOutcome;

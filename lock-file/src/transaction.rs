@@ -93,11 +93,7 @@ impl Txn<'_> {
 }
 
 fn corrupt(name: &LockName, path: &Path, detail: &str) -> Error {
-    Error::Corrupt {
-        name: name.to_string(),
-        location: path.display().to_string(),
-        detail: detail.to_owned(),
-    }
+    lock_core::raw::corrupt(name, path.display(), detail)
 }
 
 /// The line error as the crate's error, naming the line file.

@@ -4,11 +4,13 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use lock_core::{Error, InvalidInput};
+use lock_core::Error;
+use lock_core::raw::{Origin, Secret, config_error as bad, percent_decode, timeout_param};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use url::Url;
 
 /// Which kind of lock a handle takes.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// A lease per name on the server's clock, with a ttl (`mode=lease`, the default).
@@ -18,6 +20,16 @@ pub enum Mode {
     Session,
 }
 
+impl Mode {
+    /// The mode as the URL writes it: `lease` or `session`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Lease => "lease",
+            Self::Session => "session",
+        }
+    }
+}
+
 /// The table a handle uses when the URL names none, per mode.
 const DEFAULT_LEASE_TABLE: &str = "lock_leases";
 const DEFAULT_SESSION_TABLE: &str = "lock_sessions";
@@ -25,7 +37,6 @@ const DEFAULT_SCHEMA: &str = "public";
 const DEFAULT_POOL_MAX: u32 = 10;
 const MAX_POOL_MAX: u32 = 1000;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_CONNECT_TIMEOUT_SECS: u64 = 3600;
 /// The most bytes Postgres keeps of an identifier (NAMEDATALEN - 1).
 const MAX_IDENT_BYTES: usize = 63;
 /// What the table's name adds for the waiters' line table beside it.
@@ -73,11 +84,7 @@ pub struct Config {
     pub(crate) pgbouncer: bool,
     pub(crate) listen: bool,
     /// The password as given in the URL, only to scrub it from messages.
-    secret: Option<String>,
-}
-
-fn bad(message: impl Into<String>) -> Error {
-    InvalidInput::Config(message.into()).into()
+    secret: Option<Secret>,
 }
 
 impl Config {
@@ -85,7 +92,8 @@ impl Config {
     /// `schema`, `mode`, `pool_max`, `connect_timeout`, `pgbouncer` and `listen`.
     ///
     /// # Errors
-    /// [`InvalidInput::Config`] saying what is wrong, never quoting the password: a malformed
+    /// [`InvalidInput::Config`](lock_core::InvalidInput::Config) saying what is wrong, never
+    /// quoting the password: a malformed
     /// URL, another scheme, an unknown parameter (a typo must not silently change the mode or
     /// the table), a bad value, or a combination that cannot work.
     pub fn from_url(url: &str) -> Result<Self, Error> {
@@ -96,7 +104,10 @@ impl Config {
                 parsed.scheme()
             )));
         }
-        let secret = parsed.password().map(percent_decode);
+        let secret = match parsed.password() {
+            Some(text) => Some(Secret::new(percent_decode("password", text)?)),
+            None => None,
+        };
         let mut own = Own::default();
         let mut handed_on = parsed.clone();
         handed_on.set_query(None);
@@ -116,7 +127,7 @@ impl Config {
                         check_sslmode(&value)?;
                     }
                     if key == "password" {
-                        secret = Some(value.to_string());
+                        secret = Some(Secret::new(value.to_string()));
                     }
                     pairs.append_pair(&key, &value);
                 } else {
@@ -131,7 +142,10 @@ impl Config {
         if handed_on.query() == Some("") {
             handed_on.set_query(None);
         }
-        let scrub = |text: String| redact(text, secret.as_deref());
+        let scrub = |text: String| match &secret {
+            Some(secret) => secret.scrub(text),
+            None => text,
+        };
         let mut connect = PgConnectOptions::from_str(handed_on.as_str())
             .map_err(|e| bad(scrub(format!("cannot use the Postgres URL: {e}"))))?;
         if connect.get_port() == 0 {
@@ -225,7 +239,15 @@ impl Config {
 
     /// `text` without the password in it.
     pub(crate) fn scrub(&self, text: String) -> String {
-        redact(text, self.secret.as_deref())
+        match &self.secret {
+            Some(secret) => secret.scrub(text),
+            None => text,
+        }
+    }
+
+    /// Postgres at [`target`](Self::target), as error messages name it.
+    pub(crate) fn origin(&self) -> Origin {
+        Origin::new("Postgres", self.target())
     }
 }
 
@@ -233,7 +255,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("target", &self.target())
-            .field("password", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.secret)
             .field("ssl_mode", &self.connect.get_ssl_mode())
             .field("schema", &self.schema)
             .field("table", &self.table)
@@ -293,19 +315,7 @@ impl Own {
                         })?,
                 );
             }
-            "connect_timeout" => {
-                let secs: u64 = value
-                    .parse()
-                    .ok()
-                    .filter(|s| (1..=MAX_CONNECT_TIMEOUT_SECS).contains(s))
-                    .ok_or_else(|| {
-                        bad(format!(
-                            "connect_timeout={value:?} is not a whole number of seconds from 1 to \
-                             {MAX_CONNECT_TIMEOUT_SECS} (this backend never waits forever)"
-                        ))
-                    })?;
-                self.connect_timeout = Some(Duration::from_secs(secs));
-            }
+            "connect_timeout" => self.connect_timeout = Some(timeout_param(key, value)?),
             "pgbouncer" => self.pgbouncer = Some(boolean(key, value)?),
             "listen" => self.listen = Some(boolean(key, value)?),
             _ => unreachable!("only OWN_PARAMS reach here"),
@@ -313,7 +323,7 @@ impl Own {
         Ok(())
     }
 
-    fn build(self, connect: PgConnectOptions, secret: Option<String>) -> Result<Config, Error> {
+    fn build(self, connect: PgConnectOptions, secret: Option<Secret>) -> Result<Config, Error> {
         let mode = self.mode.unwrap_or(Mode::Lease);
         let pgbouncer = self.pgbouncer.unwrap_or(false);
         if pgbouncer && mode == Mode::Session {
@@ -410,41 +420,10 @@ pub(crate) fn quote_ident(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
-/// `text` with `%xx` escapes decoded (as the driver reads a URL's password).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `text` with every occurrence of `secret` (of 4 bytes or more) replaced.
-fn redact(text: String, secret: Option<&str>) -> String {
-    match secret {
-        Some(s) if s.len() >= 4 && text.contains(s) => text.replace(s, "<redacted>"),
-        _ => text,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use lock_core::InvalidInput;
+
     use super::*;
 
     /// What a URL should give: `Ok((mode, schema.table, pool_max, timeout s, pgbouncer,
@@ -474,6 +453,10 @@ mod tests {
             (
                 "postgres://u@h/db?pool_max=3&connect_timeout=2",
                 Ok((Lease, "public.lock_leases", 3, 2, false, true)),
+            ),
+            (
+                "postgres://u@h/db?connect_timeout=5s",
+                Ok((Lease, "public.lock_leases", 10, 5, false, true)),
             ),
             (
                 "postgres://u@h/db?pgbouncer=true",
@@ -542,7 +525,15 @@ mod tests {
                 "postgres://u@h/db?connect_timeout=0",
                 Err("never waits forever"),
             ),
-            ("postgres://u@h/db?connect_timeout=1.5", Err("whole number")),
+            (
+                "postgres://u@h/db?connect_timeout=1.5",
+                Err("not a duration"),
+            ),
+            (
+                "postgres://u@h/db?connect_timeout=3601",
+                Err("never waits forever"),
+            ),
+            ("postgres://u:p%zz@h/db", Err("password in the URL")),
             ("postgres://u@h/db?pgbouncer=yes", Err("pgbouncer=\"yes\"")),
             (
                 "postgres://u@h/db?pgbouncer=true&mode=session",
@@ -587,7 +578,7 @@ mod tests {
             let config = Config::from_url(url).unwrap();
             let debug = format!("{config:?}");
             assert!(!debug.contains("s3cr"), "{debug}");
-            assert!(debug.contains("<redacted>"), "{debug}");
+            assert!(debug.contains("***"), "{debug}");
             assert!(
                 config.target().starts_with("alice@db.example:"),
                 "{}",
@@ -595,7 +586,7 @@ mod tests {
             );
             assert_eq!(
                 config.scrub("x s3cr/t-pw y".into()),
-                "x <redacted> y",
+                "x *** y",
                 "a message holding the password is scrubbed"
             );
         }

@@ -39,6 +39,14 @@ impl Db {
         acquire(&self.pool, &self.config, doing).await
     }
 
+    /// Statements on the caller's `pool`.
+    pub(crate) fn with_pool(config: &Config, pool: PgPool) -> Self {
+        Self {
+            config: config.clone(),
+            pool,
+        }
+    }
+
     /// Runs one statement and returns its rows (in a transaction of its own through PgBouncer).
     ///
     /// A connection found dead (killed, or the server restarted) is dropped and the statement

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use lock_core::{Error, InvalidInput};
+use lock_core::Error;
+use lock_core::raw::config_error;
 
 use crate::config::Config;
 
@@ -35,84 +36,64 @@ pub(crate) fn connection_lost(e: &sqlx::Error) -> bool {
     }
 }
 
-/// A driver error met while talking to the server (`doing` says what, e.g. "try acquire").
-pub(crate) fn map(config: &Config, doing: &str, e: sqlx::Error) -> Error {
-    let target = config.target();
+/// A driver error met while talking to the server during `op` (e.g. "try acquire").
+pub(crate) fn map(config: &Config, op: &str, e: sqlx::Error) -> Error {
+    let origin = config.origin();
     let detail = detail(config, &e);
     let code = sqlstate(&e);
-    match &e {
+    let what = match &e {
         sqlx::Error::Configuration(_) => {
-            InvalidInput::Config(config.scrub(format!("cannot use the Postgres URL: {e}"))).into()
+            return config_error(config.scrub(format!("cannot use the Postgres URL: {e}")));
         }
-        sqlx::Error::PoolTimedOut => Error::Unreachable {
-            message: format!(
-                "{doing}: no connection to Postgres at {target} within {:?} (connect_timeout): \
-                 the server is down or unreachable, or all {} connections of this handle are busy",
+        sqlx::Error::PoolTimedOut => {
+            let what = format!(
+                "gave no connection within {:?} (connect_timeout): the server is down or \
+                 unreachable, or all {} connections of this handle are busy",
                 config.connect_timeout(),
                 config.pool_max()
-            ),
-            source: Some(e.into()),
-        },
-        _ if connection_lost(&e) || matches!(e, sqlx::Error::PoolClosed) => Error::unreachable(
-            format!("{doing}: lost the connection to Postgres at {target}: {detail}"),
-            e,
-        ),
+            );
+            return origin.unreachable(op, what, Some(e.into()));
+        }
+        _ if connection_lost(&e) || matches!(e, sqlx::Error::PoolClosed) => {
+            let what = format!("lost the connection: {detail}");
+            return origin.unreachable(op, what, Some(e.into()));
+        }
         _ => match code.as_deref() {
-            Some("28P01" | "28000") => Error::backend(
-                format!("{doing}: Postgres at {target} refused the login: {detail}"),
-                e,
+            Some("28P01" | "28000") => format!("refused the login: {detail}"),
+            Some("3D000") => format!("has no such database: {detail}"),
+            Some("53300") => {
+                let what = format!("has no connection slot free: {detail}");
+                return origin.unreachable(op, what, Some(e.into()));
+            }
+            Some("26000" | "42P05") => format!(
+                "lost or mixed up prepared statements ({detail}); is a transaction-pooling \
+                 PgBouncer in between? Then add pgbouncer=true to the URL"
             ),
-            Some("3D000") => Error::backend(
-                format!("{doing}: Postgres at {target} has no such database: {detail}"),
-                e,
-            ),
-            Some("53300") => Error::unreachable(
-                format!("{doing}: Postgres at {target} has no connection slot free: {detail}"),
-                e,
-            ),
-            Some("26000" | "42P05") => Error::backend(
-                format!(
-                    "{doing}: Postgres at {target} lost or mixed up prepared statements ({detail}); \
-                     is a transaction-pooling PgBouncer in between? Then add pgbouncer=true to the URL"
-                ),
-                e,
-            ),
-            _ => Error::backend(format!("{doing}: Postgres at {target}: {detail}"), e),
+            _ => format!("answered with an error: {detail}"),
         },
-    }
+    };
+    origin.refused(op, what, Some(e.into()))
 }
 
 /// What connecting failed with, in the words a person setting up the URL needs.
 pub(crate) fn map_connect(config: &Config, e: sqlx::Error) -> Error {
-    let target = config.target();
+    let origin = config.origin();
     let detail = detail(config, &e);
-    match &e {
+    let what = match &e {
         sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Error::unreachable(
-                format!(
-                    "cannot connect to Postgres at {target}: connection refused (is the server running on that port?)"
-                ),
-                e,
-            )
+            "refused the connection (connection refused: is the server running on that port?)"
+                .to_owned()
         }
         sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            Error::unreachable(
-                format!(
-                    "the server at {target} closed the connection during the handshake: is it Postgres?"
-                ),
-                e,
-            )
+            "closed the connection during the handshake: is it Postgres?".to_owned()
         }
-        sqlx::Error::Protocol(_) => Error::unreachable(
-            format!("the server at {target} does not speak the Postgres protocol: {detail}"),
-            e,
-        ),
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => Error::unreachable(
-            format!("cannot connect to Postgres at {target}: {detail}"),
-            e,
-        ),
-        _ => map(config, "connect", e),
-    }
+        sqlx::Error::Protocol(_) => {
+            format!("does not speak the Postgres protocol: is it Postgres? ({detail})")
+        }
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => format!("cannot be reached: {detail}"),
+        _ => return map(config, "connect", e),
+    };
+    origin.unreachable("connect", what, Some(e.into()))
 }
 
 /// What the server or the driver said, without the password.
@@ -124,10 +105,10 @@ fn detail(config: &Config, e: &sqlx::Error) -> String {
 }
 
 /// A connection attempt that got no answer in time.
-pub(crate) fn timed_out(config: &Config, doing: &str, after: Duration) -> Error {
+pub(crate) fn timed_out(config: &Config, op: &str, after: Duration) -> Error {
     Error::Unreachable {
         message: format!(
-            "{doing}: no answer from Postgres at {} within {after:?} (connect_timeout)",
+            "{op}: no answer from Postgres at {} within {after:?} (connect_timeout)",
             config.target()
         ),
         source: None,
@@ -135,10 +116,10 @@ pub(crate) fn timed_out(config: &Config, doing: &str, after: Duration) -> Error 
 }
 
 /// A statement that got no answer in time: it may or may not have taken effect.
-pub(crate) fn statement_timed_out(config: &Config, doing: &str, after: Duration) -> Error {
+pub(crate) fn statement_timed_out(config: &Config, op: &str, after: Duration) -> Error {
     Error::Unreachable {
         message: format!(
-            "{doing}: no answer from Postgres at {} within {after:?} (connect_timeout); \
+            "{op}: no answer from Postgres at {} within {after:?} (connect_timeout); \
              it may or may not have taken effect",
             config.target()
         ),

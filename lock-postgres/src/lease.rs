@@ -1,21 +1,161 @@
-//! Lease mode: one row per name, each operation one statement on the server's clock.
+//! [`LeaseLock`]: one row per name, each operation one statement on the server's clock.
 //!
 //! A statement decides atomically (the row is locked by the `INSERT … ON CONFLICT` or
 //! `UPDATE`, and its `WHERE` is checked on the newest version), and also returns the row as
 //! its snapshot saw it, to say who holds it when it did not change. Only when the row changed
 //! between the snapshot and the decision (a race) does a second statement read it afresh.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use lock_core::raw::InLineOutcome;
+use async_trait::async_trait;
+use lock_core::raw::{ChangeFuture, InLineOutcome};
 use lock_core::{
-    AcquireOutcome, Error, FencingToken, Holder, Lease, LockName, LockState, OwnerId,
-    ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Capabilities, Error, FencingToken, Holder, Lease, Lock, LockName, LockState,
+    OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
 };
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgPool, PgRow};
 
-use crate::Inner;
+use crate::config::{Config, Mode};
 use crate::db::get;
+use crate::shared::{Pools, Shared};
+
+/// Leases in a Postgres table (`mode=lease`, the default): a row per name, with a ttl on the
+/// server's clock, fencing tokens and a first-come-first-served line of waiters.
+///
+/// One handle owns a small connection pool and one LISTEN connection (opened by the first
+/// waiter), or uses the caller's pool ([`with_pool`](Self::with_pool)). Cheap to clone:
+/// clones share all of it. See the crate documentation for the table and the guarantees.
+#[derive(Clone)]
+pub struct LeaseLock {
+    shared: Arc<Shared>,
+}
+
+impl LeaseLock {
+    /// Connects to the Postgres at `url` (see [`Config::from_url`]), creating the table (and
+    /// its schema) when missing.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a URL that cannot be used or says `mode=session`;
+    /// [`Error::Unreachable`] when no Postgres answers within `connect_timeout` (nothing
+    /// listening, not Postgres, no answer); [`Error::Backend`] when it refuses (wrong password,
+    /// no such database, no right to create the table) or a table of that name is not a lock
+    /// table. No message holds the password.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_with(Config::from_url(url)?).await
+    }
+
+    /// [`connect`](Self::connect) with a checked [`Config`].
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn connect_with(config: Config) -> Result<Self, Error> {
+        Self::open(config, Pools::Own).await
+    }
+
+    /// Leases on the caller's `pool` (see the crate documentation, "Your own pool"): `config`
+    /// gives the table, the timeouts and `listen`; the pool gives the server and connections.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect), and [`Error::InvalidInput`] when the pool's connections
+    /// run with `synchronous_commit=off`.
+    pub async fn with_pool(pool: PgPool, config: Config) -> Result<Self, Error> {
+        Self::open(config, Pools::Given(pool)).await
+    }
+
+    async fn open(config: Config, pools: Pools) -> Result<Self, Error> {
+        let shared = Shared::open(config, Mode::Lease, pools, "LeaseLock").await?;
+        Ok(Self {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// The configuration this handle was made with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+}
+
+impl fmt::Debug for LeaseLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeaseLock")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Lock for LeaseLock {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            expiry: true,
+            fencing: true,
+            wake_on_release: self.shared.config.listen(),
+            cross_process: true,
+            owner_on_any_handle: true,
+            fair_line: true,
+            holder_tie: false,
+        }
+    }
+
+    async fn try_acquire(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+        ttl: Ttl,
+    ) -> Result<AcquireOutcome, Error> {
+        try_acquire(&self.shared, name, owner, ttl).await
+    }
+
+    async fn try_acquire_in_line(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+        ttl: Ttl,
+        patience: Duration,
+    ) -> Result<InLineOutcome, Error> {
+        try_acquire_in_line(&self.shared, name, owner, ttl, patience).await
+    }
+
+    async fn leave_line(&self, name: &LockName, owner: &OwnerId) -> Result<(), Error> {
+        leave_line(&self.shared, name, owner).await
+    }
+
+    async fn renew(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+        ttl: Ttl,
+    ) -> Result<RenewOutcome, Error> {
+        renew(&self.shared, name, owner, ttl).await
+    }
+
+    async fn release(&self, name: &LockName, owner: &OwnerId) -> Result<ReleaseOutcome, Error> {
+        release(&self.shared, name, owner).await
+    }
+
+    async fn force_release(&self, name: &LockName) -> Result<ReleaseOutcome, Error> {
+        force_release(&self.shared, name).await
+    }
+
+    async fn inspect(&self, name: &LockName) -> Result<LockState, Error> {
+        inspect(&self.shared, name).await
+    }
+
+    /// A release NOTIFYs the owner first in line, and only that waiter's turn wakes.
+    async fn watch_turn(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+    ) -> Result<Option<ChangeFuture>, Error> {
+        self.shared.notifier.watch_turn(name, owner).await
+    }
+
+    async fn watch(&self, name: &LockName) -> Result<Option<ChangeFuture>, Error> {
+        self.shared.notifier.watch(name).await
+    }
+}
 
 /// How often one call starts over when the lock changes hands under it.
 const ATTEMPTS: usize = 16;
@@ -25,17 +165,17 @@ fn ttl_millis(ttl: Ttl) -> i64 {
     ttl.as_millis() as i64
 }
 
-pub(crate) async fn try_acquire(
-    inner: &Inner,
+async fn try_acquire(
+    shared: &Shared,
     name: &LockName,
     owner: &OwnerId,
     ttl: Ttl,
 ) -> Result<AcquireOutcome, Error> {
     for _ in 0..ATTEMPTS {
-        let rows = inner
+        let rows = shared
             .db
             .fetch("try acquire", || {
-                inner
+                shared
                     .sql
                     .acquire
                     .query()
@@ -44,22 +184,22 @@ pub(crate) async fn try_acquire(
                     .bind(ttl_millis(ttl))
             })
             .await?;
-        let row = one_row(inner, name, &rows)?;
+        let row = one_row(shared, name, &rows)?;
         if let Some(token) = get::<Option<i64>>(row, "won")? {
             return Ok(AcquireOutcome::Acquired(Lease {
                 name: name.clone(),
                 owner: owner.clone(),
-                token: token_of(inner, name, token)?,
+                token: token_of(shared, name, token)?,
                 ttl,
             }));
         }
-        if let Some(holder) = live_holder(inner, name, row, "owner", "token", "left_us")?
+        if let Some(holder) = live_holder(shared, name, row, "owner", "token", "left_us")?
             && holder.owner != *owner
         {
             return Ok(AcquireOutcome::Held(holder));
         }
         // The row changed between the statement's snapshot and its decision: look again.
-        match inspect(inner, name).await? {
+        match inspect(shared, name).await? {
             LockState::Locked(holder) if holder.owner != *owner => {
                 return Ok(AcquireOutcome::Held(holder));
             }
@@ -69,8 +209,8 @@ pub(crate) async fn try_acquire(
     Err(changed_hands(name, "try acquire"))
 }
 
-pub(crate) async fn try_acquire_in_line(
-    inner: &Inner,
+async fn try_acquire_in_line(
+    shared: &Shared,
     name: &LockName,
     owner: &OwnerId,
     ttl: Ttl,
@@ -79,15 +219,15 @@ pub(crate) async fn try_acquire_in_line(
     // At least a millisecond, at most a year.
     let patience_ms = lock_core::raw::patience_millis(patience) as i64;
     // Woken for a turn a NOTIFY said is ours: pass it on if another's place shows ahead.
-    let pass = inner
+    let pass = shared
         .notifier
         .take_named(name, owner)
-        .then(|| inner.channel.clone());
+        .then(|| shared.channel.clone());
     for _ in 0..ATTEMPTS {
-        let rows = inner
+        let rows = shared
             .db
             .fetch("try acquire in line", || {
-                inner
+                shared
                     .sql
                     .in_line
                     .query()
@@ -98,16 +238,16 @@ pub(crate) async fn try_acquire_in_line(
                     .bind(pass.clone())
             })
             .await?;
-        let row = one_row(inner, name, &rows)?;
+        let row = one_row(shared, name, &rows)?;
         if let Some(token) = get::<Option<i64>>(row, "won")? {
             return Ok(InLineOutcome::Acquired(Lease {
                 name: name.clone(),
                 owner: owner.clone(),
-                token: token_of(inner, name, token)?,
+                token: token_of(shared, name, token)?,
                 ttl,
             }));
         }
-        match live_holder(inner, name, row, "owner", "token", "left_us")? {
+        match live_holder(shared, name, row, "owner", "token", "left_us")? {
             Some(holder) if holder.owner != *owner => return Ok(InLineOutcome::Held(holder)),
             None if get::<bool>(row, "behind")? => {
                 let left: i64 = get::<Option<i64>>(row, "first_left_ms")?.unwrap_or(0);
@@ -123,36 +263,32 @@ pub(crate) async fn try_acquire_in_line(
     Err(changed_hands(name, "try acquire in line"))
 }
 
-pub(crate) async fn leave_line(
-    inner: &Inner,
-    name: &LockName,
-    owner: &OwnerId,
-) -> Result<(), Error> {
-    inner
+async fn leave_line(shared: &Shared, name: &LockName, owner: &OwnerId) -> Result<(), Error> {
+    shared
         .db
         .fetch("leave line", || {
-            inner
+            shared
                 .sql
                 .leave_line
                 .query()
                 .bind(name.as_str().to_owned())
                 .bind(owner.as_str().to_owned())
-                .bind(inner.channel.clone())
+                .bind(shared.channel.clone())
         })
         .await?;
     Ok(())
 }
 
-pub(crate) async fn renew(
-    inner: &Inner,
+async fn renew(
+    shared: &Shared,
     name: &LockName,
     owner: &OwnerId,
     ttl: Ttl,
 ) -> Result<RenewOutcome, Error> {
-    let rows = inner
+    let rows = shared
         .db
         .fetch("renew", || {
-            inner
+            shared
                 .sql
                 .renew
                 .query()
@@ -165,32 +301,32 @@ pub(crate) async fn renew(
         Some(row) => RenewOutcome::Renewed(Lease {
             name: name.clone(),
             owner: owner.clone(),
-            token: token_of(inner, name, get(row, "token")?)?,
+            token: token_of(shared, name, get(row, "token")?)?,
             ttl,
         }),
         None => RenewOutcome::Lost,
     })
 }
 
-pub(crate) async fn release(
-    inner: &Inner,
+async fn release(
+    shared: &Shared,
     name: &LockName,
     owner: &OwnerId,
 ) -> Result<ReleaseOutcome, Error> {
     for _ in 0..ATTEMPTS {
-        let rows = inner
+        let rows = shared
             .db
             .fetch("release", || {
-                inner
+                shared
                     .sql
                     .release
                     .query()
                     .bind(name.as_str().to_owned())
                     .bind(owner.as_str().to_owned())
-                    .bind(inner.channel.clone())
+                    .bind(shared.channel.clone())
             })
             .await?;
-        let row = one_row(inner, name, &rows)?;
+        let row = one_row(shared, name, &rows)?;
         if get::<i64>(row, "released")? > 0 {
             return Ok(ReleaseOutcome::Released);
         }
@@ -202,7 +338,7 @@ pub(crate) async fn release(
             _ => {}
         }
         // The caller's lease stood in the snapshot but was gone when the update looked.
-        match inspect(inner, name).await? {
+        match inspect(shared, name).await? {
             LockState::Locked(holder) if holder.owner != *owner => {
                 return Ok(ReleaseOutcome::NotOwner);
             }
@@ -213,19 +349,19 @@ pub(crate) async fn release(
     Err(changed_hands(name, "release"))
 }
 
-pub(crate) async fn force_release(inner: &Inner, name: &LockName) -> Result<ReleaseOutcome, Error> {
-    let rows = inner
+async fn force_release(shared: &Shared, name: &LockName) -> Result<ReleaseOutcome, Error> {
+    let rows = shared
         .db
         .fetch("force release", || {
-            inner
+            shared
                 .sql
                 .force_release
                 .query()
                 .bind(name.as_str().to_owned())
-                .bind(inner.channel.clone())
+                .bind(shared.channel.clone())
         })
         .await?;
-    let row = one_row(inner, name, &rows)?;
+    let row = one_row(shared, name, &rows)?;
     Ok(if get::<i64>(row, "released")? > 0 {
         ReleaseOutcome::Released
     } else {
@@ -233,15 +369,15 @@ pub(crate) async fn force_release(inner: &Inner, name: &LockName) -> Result<Rele
     })
 }
 
-pub(crate) async fn inspect(inner: &Inner, name: &LockName) -> Result<LockState, Error> {
-    let rows = inner
+async fn inspect(shared: &Shared, name: &LockName) -> Result<LockState, Error> {
+    let rows = shared
         .db
         .fetch("inspect", || {
-            inner.sql.inspect.query().bind(name.as_str().to_owned())
+            shared.sql.inspect.query().bind(name.as_str().to_owned())
         })
         .await?;
     Ok(match rows.first() {
-        Some(row) => match live_holder(inner, name, row, "owner", "token", "left_us")? {
+        Some(row) => match live_holder(shared, name, row, "owner", "token", "left_us")? {
             Some(holder) => LockState::Locked(holder),
             None => LockState::Open,
         },
@@ -249,11 +385,11 @@ pub(crate) async fn inspect(inner: &Inner, name: &LockName) -> Result<LockState,
     })
 }
 
-fn one_row<'r>(inner: &Inner, name: &LockName, rows: &'r [PgRow]) -> Result<&'r PgRow, Error> {
+fn one_row<'r>(shared: &Shared, name: &LockName, rows: &'r [PgRow]) -> Result<&'r PgRow, Error> {
     rows.first().ok_or_else(|| Error::Backend {
         message: format!(
             "Postgres at {} answered no row for {name:?} where one is always returned",
-            inner.config.target()
+            shared.config.target()
         ),
         source: None,
     })
@@ -261,7 +397,7 @@ fn one_row<'r>(inner: &Inner, name: &LockName, rows: &'r [PgRow]) -> Result<&'r 
 
 /// The holder in `row` if it has an owner and time left.
 fn live_holder(
-    inner: &Inner,
+    shared: &Shared,
     name: &LockName,
     row: &PgRow,
     owner: &str,
@@ -272,8 +408,8 @@ fn live_holder(
         (get(row, owner)?, get(row, token)?, get(row, left_us)?);
     match (owner, token, left) {
         (Some(owner), Some(token), Some(left)) if left > 0 => Ok(Some(Holder {
-            owner: owner_of(inner, name, owner)?,
-            token: token_of(inner, name, token)?,
+            owner: owner_of(shared, name, owner)?,
+            token: token_of(shared, name, token)?,
             expires_in: Some(Duration::from_micros(left as u64)),
         })),
         _ => Ok(None),
@@ -281,17 +417,21 @@ fn live_holder(
 }
 
 /// A stored owner id, checked.
-pub(crate) fn owner_of(inner: &Inner, name: &LockName, owner: String) -> Result<OwnerId, Error> {
+pub(crate) fn owner_of(shared: &Shared, name: &LockName, owner: String) -> Result<OwnerId, Error> {
     OwnerId::new(owner.clone())
-        .map_err(|_| inner.corrupt(name, format!("owner {owner:?} is not an owner id")))
+        .map_err(|_| shared.corrupt(name, format!("owner {owner:?} is not an owner id")))
 }
 
 /// A stored token, checked.
-pub(crate) fn token_of(inner: &Inner, name: &LockName, token: i64) -> Result<FencingToken, Error> {
+pub(crate) fn token_of(
+    shared: &Shared,
+    name: &LockName,
+    token: i64,
+) -> Result<FencingToken, Error> {
     u64::try_from(token)
         .ok()
         .and_then(FencingToken::new)
-        .ok_or_else(|| inner.corrupt(name, format!("token {token} is not positive")))
+        .ok_or_else(|| shared.corrupt(name, format!("token {token} is not positive")))
 }
 
 fn changed_hands(name: &LockName, doing: &str) -> Error {

@@ -16,6 +16,7 @@ use tokio::time::timeout;
 use crate::config::Config;
 use crate::db::pool_options;
 use crate::errors;
+use crate::shared::Pools;
 
 /// The longest pause between two attempts to get the LISTEN connection back.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -25,7 +26,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub(crate) struct Notifier {
     config: Config,
     channel: String,
-    /// Where the LISTEN connection comes from (one connection, kept).
+    /// Where the LISTEN connection comes from (one connection, kept while the handle lives).
     pool: PgPool,
     hub: Arc<ChangeHub>,
     named: Arc<Named>,
@@ -63,11 +64,15 @@ impl Named {
 }
 
 impl Notifier {
-    pub(crate) fn new(config: &Config, channel: String) -> Self {
-        let pool = pool_options(config, 1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_lazy_with(config.connect_options());
+    /// LISTEN on `channel`, on a connection of its own or one kept from the caller's pool.
+    pub(crate) fn new(config: &Config, channel: String, pools: &Pools) -> Self {
+        let pool = match pools {
+            Pools::Own => pool_options(config, 1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_lazy_with(config.connect_options()),
+            Pools::Given(pool) => pool.clone(),
+        };
         Self {
             config: config.clone(),
             channel,

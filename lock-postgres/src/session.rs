@@ -1,4 +1,4 @@
-//! Session mode: `pg_try_advisory_lock` on a connection kept for the lock's life.
+//! [`SessionLock`]: `pg_try_advisory_lock` on a connection kept for the lock's life.
 //!
 //! Each held lock has a pool connection of its own, taken out of the pool while held; the lock
 //! ends with `pg_advisory_unlock` or when that connection ends (closed, killed, the server
@@ -10,156 +10,205 @@
 //! mutex, exclusive to take, shared to read), so a reader never sees a lock taken whose row is
 //! not yet written.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use lock_core::raw::{ChangeFuture, InLineOutcome};
 use lock_core::{
-    AcquireOutcome, Error, FencingToken, Holder, Lease, LockName, LockState, OwnerId,
+    AcquireOutcome, Capabilities, Error, Holder, Lease, Lock, LockName, LockState, OwnerId,
     ReleaseOutcome, RenewOutcome, Ttl,
 };
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnection, PgPool, Postgres};
-use sqlx::{Connection, Executor};
+use sqlx::Connection;
+use sqlx::postgres::{PgConnection, PgPool};
 use tokio::time::{Instant, timeout};
 
-use crate::Inner;
-use crate::config::Config;
-use crate::db::{self, get, pool_options};
+use crate::config::{Config, Mode};
+use crate::db::get;
 use crate::errors::{self, connection_lost};
+use crate::held::{Armed, Held, Session, close};
 use crate::key;
 use crate::lease::{owner_of, token_of};
+use crate::shared::{Pools, Shared};
+
+/// How often a waiter looks again without a NOTIFY: a holder whose connection died (crash,
+/// network, `pg_terminate_backend`) sends none.
+const RECHECK: Duration = Duration::from_millis(250);
+
+/// Session advisory locks (`mode=session`): a lock lasts while the connection that took it
+/// does, with no ttl; the table keeps each name's fencing token and holder.
+///
+/// One handle owns a small connection pool, one LISTEN connection (opened by the first
+/// waiter) and one connection per held lock, or takes them all from the caller's pool
+/// ([`with_pool`](Self::with_pool)). Cheap to clone: clones share all of it, the locks held
+/// included. See the crate documentation for the keys and the guarantees.
+#[derive(Clone)]
+pub struct SessionLock {
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+}
+
+impl SessionLock {
+    /// Connects to the Postgres at `url` (see [`Config::from_url`]; it must say
+    /// `mode=session`), creating the table (and its schema) when missing.
+    ///
+    /// # Errors
+    /// As [`LeaseLock::connect`](crate::LeaseLock::connect), with [`Error::InvalidInput`] for
+    /// a URL that does not say `mode=session`.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_with(Config::from_url(url)?).await
+    }
+
+    /// [`connect`](Self::connect) with a checked [`Config`].
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn connect_with(config: Config) -> Result<Self, Error> {
+        Self::open(config, Pools::Own).await
+    }
+
+    /// Session locks on the caller's `pool` (see the crate documentation, "Your own pool"):
+    /// each held lock keeps one of its connections out of it until released.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect), and [`Error::InvalidInput`] when the pool's connections
+    /// run with `synchronous_commit=off`.
+    pub async fn with_pool(pool: PgPool, config: Config) -> Result<Self, Error> {
+        Self::open(config, Pools::Given(pool)).await
+    }
+
+    async fn open(config: Config, pools: Pools) -> Result<Self, Error> {
+        let shared = Shared::open(config, Mode::Session, pools, "SessionLock").await?;
+        Ok(Self {
+            session: Arc::new(Session::new(&shared.config, &shared.pools)),
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// The configuration this handle was made with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The advisory lock key of `name` in this handle's table (see
+    /// [`advisory_key`](crate::advisory_key)): what a held lock shows in `pg_locks`.
+    pub fn advisory_key(&self, name: &LockName) -> i64 {
+        self.shared.advisory_key(name)
+    }
+}
+
+impl fmt::Debug for SessionLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLock")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Lock for SessionLock {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            expiry: false,
+            fencing: true,
+            wake_on_release: self.shared.config.listen(),
+            cross_process: true,
+            owner_on_any_handle: false,
+            fair_line: false,
+            holder_tie: false,
+        }
+    }
+
+    async fn try_acquire(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+        ttl: Ttl,
+    ) -> Result<AcquireOutcome, Error> {
+        try_acquire(&self.shared, &self.session, name, owner, ttl).await
+    }
+
+    /// There is no line ([`Capabilities::fair_line`] is `false`): this is
+    /// [`try_acquire`](Lock::try_acquire).
+    async fn try_acquire_in_line(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+        ttl: Ttl,
+        _patience: Duration,
+    ) -> Result<InLineOutcome, Error> {
+        Ok(self.try_acquire(name, owner, ttl).await?.into())
+    }
+
+    async fn leave_line(&self, _name: &LockName, _owner: &OwnerId) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// `ttl` has no effect: the lock lasts while its connection does.
+    /// [`RenewOutcome::Renewed`] says that connection is alive and holds the lock.
+    async fn renew(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+        ttl: Ttl,
+    ) -> Result<RenewOutcome, Error> {
+        renew(&self.shared, &self.session, name, owner, ttl).await
+    }
+
+    /// Only the handle that took a lock can release it; any other answers
+    /// [`ReleaseOutcome::NotOwner`] (use [`force_release`](Lock::force_release)).
+    async fn release(&self, name: &LockName, owner: &OwnerId) -> Result<ReleaseOutcome, Error> {
+        release(&self.shared, &self.session, name, owner).await
+    }
+
+    /// Ends the holder's server session with `pg_terminate_backend` (which needs the holder's
+    /// role or `pg_signal_backend`) and returns once its lock is gone.
+    async fn force_release(&self, name: &LockName) -> Result<ReleaseOutcome, Error> {
+        force_release(&self.shared, name).await
+    }
+
+    async fn inspect(&self, name: &LockName) -> Result<LockState, Error> {
+        inspect(&self.shared, name).await
+    }
+
+    /// There is no line: this is [`watch`](Lock::watch).
+    async fn watch_turn(
+        &self,
+        name: &LockName,
+        _owner: &OwnerId,
+    ) -> Result<Option<ChangeFuture>, Error> {
+        self.watch(name).await
+    }
+
+    /// Completes at a release's NOTIFY, or after a short while without one (a holder whose
+    /// connection died sends none).
+    async fn watch(&self, name: &LockName) -> Result<Option<ChangeFuture>, Error> {
+        let change = self.shared.notifier.watch(name).await?;
+        Ok(change.map(|change| -> ChangeFuture {
+            Box::pin(async move {
+                tokio::select! {
+                    () = change => {}
+                    () = tokio::time::sleep(RECHECK) => {}
+                }
+            })
+        }))
+    }
+}
 
 /// How often one call starts over when the lock changes hands under it.
 const ATTEMPTS: usize = 16;
 /// How long a force release waits between looks at whether the terminated holder is gone.
 const GONE_POLL: Duration = Duration::from_millis(5);
 
-/// Settings for a connection that holds a lock: the server notices a vanished client after
-/// about a minute (TCP keepalive), instead of the two hours of the kernel's default.
-const HOLDER_SETTINGS: &str =
-    "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3";
-/// And an `idle_session_timeout` set by the server's owner must not end a held lock (14+).
-const HOLDER_SETTINGS_14: &str = "SET idle_session_timeout = 0";
-
-/// The session locks of one handle.
-#[derive(Debug)]
-pub(crate) struct Session {
-    /// Connections that take locks and hold them.
-    pool: PgPool,
-    held: Mutex<HashMap<LockName, Arc<Held>>>,
-}
-
-/// A lock this handle holds, with the connection it lives on.
-#[derive(Debug)]
-struct Held {
-    owner: OwnerId,
-    token: FencingToken,
-    /// `None` once the lock is known lost or released.
-    conn: tokio::sync::Mutex<Option<PoolConnection<Postgres>>>,
-}
-
-impl Session {
-    pub(crate) fn new(config: &Config) -> Self {
-        let pool = pool_options(config, config.pool_max())
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(HOLDER_SETTINGS).await?;
-                    if conn.server_version_num().is_some_and(|v| v >= 140_000) {
-                        conn.execute(HOLDER_SETTINGS_14).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_lazy_with(config.connect_options());
-        Self {
-            pool,
-            held: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn get(&self, name: &LockName) -> Option<Arc<Held>> {
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
-    }
-
-    fn insert(&self, name: &LockName, held: Held) {
-        let old = self
-            .held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.clone(), Arc::new(held));
-        // An entry replaced was lost (its lock is ours now); its connection closes as it goes.
-        drop(old);
-    }
-
-    /// Forgets `held` (only if it is still the entry for `name`).
-    fn remove(&self, name: &LockName, held: &Arc<Held>) {
-        let mut map = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if map.get(name).is_some_and(|h| Arc::ptr_eq(h, held)) {
-            map.remove(name);
-        }
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        // The lock ends with its connection, which never goes back to the pool holding it:
-        // dropping the handle releases every lock it holds.
-        close(self.conn.get_mut().take());
-    }
-}
-
-/// Ends a connection at once, without returning it to the pool (whatever locks it holds end
-/// with it as soon as the server sees the socket close).
-fn close(conn: Option<PoolConnection<Postgres>>) {
-    if let Some(conn) = conn {
-        drop(conn.detach());
-    }
-}
-
-/// A connection that may hold a lock: dropped before [`disarm`](Self::disarm) (an error, or
-/// the caller's future cancelled mid-statement), it is closed rather than returned to the
-/// pool, so no lock can outlive it in an idle pool connection.
-struct Armed(Option<PoolConnection<Postgres>>);
-
-impl Armed {
-    /// The connection, known to hold nothing that must end with it (or to be kept).
-    fn disarm(mut self) -> PoolConnection<Postgres> {
-        self.0.take().expect("armed until disarmed")
-    }
-}
-
-impl std::ops::Deref for Armed {
-    type Target = PoolConnection<Postgres>;
-    fn deref(&self) -> &Self::Target {
-        self.0.as_ref().expect("armed until disarmed")
-    }
-}
-
-impl std::ops::DerefMut for Armed {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        self.0.as_mut().expect("armed until disarmed")
-    }
-}
-
-impl Drop for Armed {
-    fn drop(&mut self) {
-        close(self.0.take());
-    }
-}
-
-fn keys(inner: &Inner, name: &LockName) -> (i64, i32, i32) {
-    let key = inner.advisory_key(name);
+fn keys(shared: &Shared, name: &LockName) -> (i64, i32, i32) {
+    let key = shared.advisory_key(name);
     let (hi, lo) = key::split(key);
     (key, hi, lo)
 }
 
-pub(crate) async fn try_acquire(
-    inner: &Inner,
+async fn try_acquire(
+    shared: &Shared,
     session: &Session,
     name: &LockName,
     owner: &OwnerId,
@@ -175,19 +224,17 @@ pub(crate) async fn try_acquire(
     };
     if let Some(held) = session.get(name)
         && held.owner == *owner
-        && still_held(inner, session, name, &held).await?
+        && still_held(shared, session, name, &held).await?
     {
         return Ok(lease(held.token));
     }
-    let (key, hi, lo) = keys(inner, name);
-    let config = &inner.config;
+    let (key, hi, lo) = keys(shared, name);
+    let config = &shared.config;
     let limit = config.connect_timeout();
     let mut reconnects = session.pool.size() + 1;
     for _ in 0..ATTEMPTS {
-        let mut conn = Armed(Some(
-            db::acquire(&session.pool, config, "try acquire").await?,
-        ));
-        let query = inner
+        let mut conn = session.take(config, "try acquire").await?;
+        let query = shared
             .sql
             .session_acquire
             .query()
@@ -217,7 +264,7 @@ pub(crate) async fn try_acquire(
         let token: Option<i64> = get(&row, "token")?;
         match (ok, token) {
             (Some(true), Some(token)) => {
-                let token = token_of(inner, name, token)?;
+                let token = token_of(shared, name, token)?;
                 session.insert(
                     name,
                     Held {
@@ -231,7 +278,7 @@ pub(crate) async fn try_acquire(
             (Some(false), _) => {
                 // Nothing taken: the connection goes back to the pool.
                 drop(conn.disarm());
-                match holder(inner, name).await? {
+                match holder(shared, name).await? {
                     Some(holder) => return Ok(AcquireOutcome::Held(holder)),
                     // Released in between: try again.
                     None => continue,
@@ -269,20 +316,20 @@ pub(crate) async fn try_acquire(
 /// Whether `held`'s connection still holds the lock. A connection found dead or without the
 /// lock is closed and forgotten; only a timeout is an error (the lock may still stand).
 async fn still_held(
-    inner: &Inner,
+    shared: &Shared,
     session: &Session,
     name: &LockName,
     held: &Arc<Held>,
 ) -> Result<bool, Error> {
-    let config = &inner.config;
+    let config = &shared.config;
     let limit = config.connect_timeout();
-    let (key, _, _) = keys(inner, name);
+    let (key, _, _) = keys(shared, name);
     let mut slot = held.conn.lock().await;
     let Some(conn) = slot.as_mut() else {
         session.remove(name, held);
         return Ok(false);
     };
-    let query = inner.sql.session_check.query().bind(key);
+    let query = shared.sql.session_check.query().bind(key);
     let alive = match timeout(limit, query.fetch_one(&mut **conn)).await {
         Ok(Ok(row)) => get::<bool>(&row, "held")?,
         Ok(Err(e)) if connection_lost(&e) => false,
@@ -296,8 +343,8 @@ async fn still_held(
     Ok(alive)
 }
 
-pub(crate) async fn renew(
-    inner: &Inner,
+async fn renew(
+    shared: &Shared,
     session: &Session,
     name: &LockName,
     owner: &OwnerId,
@@ -305,7 +352,7 @@ pub(crate) async fn renew(
 ) -> Result<RenewOutcome, Error> {
     match session.get(name) {
         Some(held) if held.owner == *owner => {
-            if still_held(inner, session, name, &held).await? {
+            if still_held(shared, session, name, &held).await? {
                 return Ok(RenewOutcome::Renewed(Lease {
                     name: name.clone(),
                     owner: owner.clone(),
@@ -319,8 +366,8 @@ pub(crate) async fn renew(
     }
 }
 
-pub(crate) async fn release(
-    inner: &Inner,
+async fn release(
+    shared: &Shared,
     session: &Session,
     name: &LockName,
     owner: &OwnerId,
@@ -328,19 +375,19 @@ pub(crate) async fn release(
     if let Some(held) = session.get(name)
         && held.owner == *owner
     {
-        let config = &inner.config;
+        let config = &shared.config;
         let limit = config.connect_timeout();
-        let (key, _, _) = keys(inner, name);
+        let (key, _, _) = keys(shared, name);
         let mut slot = held.conn.lock().await;
         session.remove(name, &held);
         if let Some(conn) = slot.take() {
             let mut conn = Armed(Some(conn));
-            let query = inner
+            let query = shared
                 .sql
                 .session_release
                 .query()
                 .bind(key)
-                .bind(inner.channel.clone())
+                .bind(shared.channel.clone())
                 .bind(name.as_str().to_owned());
             match timeout(limit, query.fetch_one(&mut **conn)).await {
                 Ok(Ok(row)) if get::<bool>(&row, "ok")? => {
@@ -363,7 +410,7 @@ pub(crate) async fn release(
         }
         // The lock had been lost already.
     }
-    Ok(match holder(inner, name).await? {
+    Ok(match holder(shared, name).await? {
         Some(_) => ReleaseOutcome::NotOwner,
         None => ReleaseOutcome::NotLocked,
     })
@@ -371,14 +418,14 @@ pub(crate) async fn release(
 
 /// Ends the session that holds `name` (`pg_terminate_backend`, as an operator would), waits
 /// until its lock is gone, and wakes the waiters.
-pub(crate) async fn force_release(inner: &Inner, name: &LockName) -> Result<ReleaseOutcome, Error> {
-    let config = &inner.config;
+async fn force_release(shared: &Shared, name: &LockName) -> Result<ReleaseOutcome, Error> {
+    let config = &shared.config;
     let limit = config.connect_timeout();
     let deadline = Instant::now() + limit;
-    let mut conn = inner.db.acquire("force release").await?;
+    let mut conn = shared.db.acquire("force release").await?;
     let result = tokio::time::timeout_at(
         deadline + GONE_POLL * 4,
-        terminate(inner, &mut conn, name, deadline),
+        terminate(shared, &mut conn, name, deadline),
     )
     .await;
     match result {
@@ -406,14 +453,14 @@ pub(crate) async fn force_release(inner: &Inner, name: &LockName) -> Result<Rele
 /// [`force_release`]'s transaction; `None` when the terminated holder still holds the lock
 /// at `deadline`.
 async fn terminate(
-    inner: &Inner,
+    shared: &Shared,
     conn: &mut PgConnection,
     name: &LockName,
     deadline: Instant,
 ) -> Result<Option<ReleaseOutcome>, sqlx::Error> {
-    let (key, hi, lo) = keys(inner, name);
+    let (key, hi, lo) = keys(shared, name);
     let mut tx = conn.begin().await?;
-    inner
+    shared
         .sql
         .session_step
         .query()
@@ -422,7 +469,7 @@ async fn terminate(
         .fetch_one(&mut *tx)
         .await?;
     // Without the right to signal the holder, Postgres raises an error here that says so.
-    let holders = inner
+    let holders = shared
         .sql
         .session_terminate
         .query()
@@ -434,7 +481,7 @@ async fn terminate(
         return Ok(Some(ReleaseOutcome::NotLocked));
     }
     loop {
-        let row = inner
+        let row = shared
             .sql
             .session_held
             .query()
@@ -449,11 +496,11 @@ async fn terminate(
         }
         tokio::time::sleep(GONE_POLL).await;
     }
-    inner
+    shared
         .sql
         .notify
         .query()
-        .bind(inner.channel.clone())
+        .bind(shared.channel.clone())
         .bind(name.as_str().to_owned())
         .fetch_one(&mut *tx)
         .await?;
@@ -462,18 +509,18 @@ async fn terminate(
 }
 
 /// Who holds `name`, read under the shared per-name step lock.
-async fn holder(inner: &Inner, name: &LockName) -> Result<Option<Holder>, Error> {
-    let (key, hi, lo) = keys(inner, name);
-    let step = || inner.sql.session_step_shared.query().bind(hi).bind(lo);
+async fn holder(shared: &Shared, name: &LockName) -> Result<Option<Holder>, Error> {
+    let (key, hi, lo) = keys(shared, name);
+    let step = || shared.sql.session_step_shared.query().bind(hi).bind(lo);
     let read = || {
-        inner
+        shared
             .sql
             .session_holder
             .query()
             .bind(name.as_str().to_owned())
             .bind(key)
     };
-    let rows = inner.db.fetch_steps("inspect", &[&step, &read]).await?;
+    let rows = shared.db.fetch_steps("inspect", &[&step, &read]).await?;
     let Some(row) = rows.first() else {
         return Ok(None);
     };
@@ -481,11 +528,11 @@ async fn holder(inner: &Inner, name: &LockName) -> Result<Option<Holder>, Error>
     let (owner, token): (Option<String>, Option<i64>) = (get(row, "owner")?, get(row, "token")?);
     match (owner, token) {
         (Some(owner), Some(token)) => Ok(Some(Holder {
-            owner: owner_of(inner, name, owner)?,
-            token: token_of(inner, name, token)?,
+            owner: owner_of(shared, name, owner)?,
+            token: token_of(shared, name, token)?,
             expires_in: None,
         })),
-        _ => Err(inner.corrupt(
+        _ => Err(shared.corrupt(
             name,
             format!(
                 "a session (pid {pid}) holds the advisory lock of this name, but the table names no \
@@ -495,8 +542,8 @@ async fn holder(inner: &Inner, name: &LockName) -> Result<Option<Holder>, Error>
     }
 }
 
-pub(crate) async fn inspect(inner: &Inner, name: &LockName) -> Result<LockState, Error> {
-    Ok(match holder(inner, name).await? {
+async fn inspect(shared: &Shared, name: &LockName) -> Result<LockState, Error> {
+    Ok(match holder(shared, name).await? {
         Some(holder) => LockState::Locked(holder),
         None => LockState::Open,
     })

@@ -9,7 +9,7 @@
 
 use conformance_tests::kit::PostgresServer;
 use lock_core::{AcquireOutcome, Lock, LockName, OwnerId, ReleaseOutcome, RenewOutcome, Ttl};
-use lock_postgres::PostgresLock;
+use lock_postgres::LeaseLock;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -42,7 +42,7 @@ fn wal(server: &PostgresServer, which: &str) -> u64 {
 #[tokio::test]
 async fn grants_renewals_and_force_releases_wait_for_the_disk_and_an_owners_release_does_not() {
     let server = PostgresServer::start();
-    let lock = PostgresLock::connect(&server.url()).await.unwrap();
+    let lock = LeaseLock::connect(&server.url()).await.unwrap();
     let (name, a, b) = (
         LockName::new("commits").unwrap(),
         OwnerId::random(),

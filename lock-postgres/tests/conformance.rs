@@ -7,7 +7,6 @@ use std::sync::Arc;
 use conformance_tests::kit::{PostgresServer, Shared};
 use conformance_tests::{Setup, async_trait};
 use lock_core::Lock;
-use lock_postgres::PostgresLock;
 
 /// One server per test process; the cross-process workers are handed its URL.
 static SERVER: Shared<PostgresServer> = Shared::new(PostgresServer::start);
@@ -24,10 +23,9 @@ impl Setup for Postgres {
     }
 
     async fn connect(&self, url: &str) -> Arc<dyn Lock> {
-        let lock = PostgresLock::connect(url)
+        lock_postgres::connect(url)
             .await
-            .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-        Arc::new(lock)
+            .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
     }
 }
 

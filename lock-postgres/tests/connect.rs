@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use conformance_tests::kit::{PostgresServer, free_port};
 use lock_core::{Error, InvalidInput, Lock};
-use lock_postgres::PostgresLock;
+use lock_postgres::LeaseLock;
 
 const PASSWORD: &str = "correct-horse-7f3a";
 const WRONG: &str = "battery-staple-91c2";
@@ -16,7 +16,7 @@ const WRONG: &str = "battery-staple-91c2";
 /// Debug), checked to hold neither password.
 async fn refused(url: &str, within: Duration) -> (Error, String) {
     let started = Instant::now();
-    let result = PostgresLock::connect(url).await;
+    let result = LeaseLock::connect(url).await;
     let elapsed = started.elapsed();
     assert!(elapsed < within, "{url}: took {elapsed:?}");
     let e = match result {
@@ -90,7 +90,7 @@ async fn wrong_password_and_wrong_database_are_refused_clearly() {
     let server = PostgresServer::start_with_password("alice", PASSWORD);
     let port = server.port();
     let good = format!("postgres://alice:{PASSWORD}@127.0.0.1:{port}/postgres?connect_timeout=2");
-    let lock = PostgresLock::connect(&good)
+    let lock = LeaseLock::connect(&good)
         .await
         .expect("the right password works");
     assert!(

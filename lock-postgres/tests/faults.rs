@@ -10,7 +10,7 @@ use lock_core::{
     AcquireOptions, AcquireOutcome, Acquisition, Error, Guard, Lease, Lock, LockName, LockState,
     LossReason, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
 };
-use lock_postgres::PostgresLock;
+use lock_postgres::LeaseLock;
 
 fn ttl(millis: u64) -> Ttl {
     Ttl::from_millis(millis).unwrap()
@@ -20,8 +20,8 @@ fn name(label: &str) -> LockName {
     LockName::new(format!("{}-{label}", &OwnerId::random().as_str()[..8])).unwrap()
 }
 
-async fn connect(url: &str) -> PostgresLock {
-    PostgresLock::connect(url)
+async fn connect(url: &str) -> Arc<dyn Lock> {
+    lock_postgres::connect(url)
         .await
         .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
 }
@@ -33,9 +33,9 @@ fn acquired(outcome: AcquireOutcome) -> Lease {
     }
 }
 
-async fn guard(lock: &PostgresLock, name: &LockName, ttl_ms: u64) -> Guard {
+async fn guard(lock: &Arc<dyn Lock>, name: &LockName, ttl_ms: u64) -> Guard {
     let options = AcquireOptions::new().ttl(ttl(ttl_ms)).wait(Wait::No);
-    match Guard::acquire(Arc::new(lock.clone()), name.clone(), options)
+    match Guard::acquire(lock.clone(), name.clone(), options)
         .await
         .unwrap()
     {
@@ -92,7 +92,14 @@ async fn killed_connections_are_replaced_and_a_live_lease_is_not_lost() {
     let waiter = {
         let (lock, name) = (lock.clone(), name.clone());
         tokio::spawn(async move {
-            lock_core::acquire(&lock, &name, &OwnerId::random(), ttl(60_000), Wait::Forever).await
+            lock_core::acquire(
+                &*lock,
+                &name,
+                &OwnerId::random(),
+                ttl(60_000),
+                Wait::Forever,
+            )
+            .await
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -253,7 +260,7 @@ async fn a_paused_server_is_an_error_in_time_not_a_hang() {
         started,
     );
     let started = Instant::now();
-    let connecting = PostgresLock::connect(&url).await;
+    let connecting = LeaseLock::connect(&url).await;
     assert_unreachable(connecting, server.port(), Duration::from_secs(3), started);
     server.resume();
     assert!(matches!(
@@ -319,9 +326,9 @@ async fn session_locks_end_with_a_restart_and_tokens_still_rise() {
     // A killed holder session (what force release does) frees the lock for a waiter at once.
     let waiter = {
         let (lock, name, a) = (lock.clone(), name.clone(), a.clone());
-        tokio::spawn(
-            async move { lock_core::acquire(&lock, &name, &a, ttl(1000), Wait::Forever).await },
-        )
+        tokio::spawn(async move {
+            lock_core::acquire(&*lock, &name, &a, ttl(1000), Wait::Forever).await
+        })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!waiter.is_finished());

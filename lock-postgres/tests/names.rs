@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use conformance_tests::kit::PostgresServer;
 use lock_core::{AcquireOutcome, Error, Lock, LockName, LockState, OwnerId, ReleaseOutcome, Ttl};
-use lock_postgres::{PostgresLock, advisory_key};
+use lock_postgres::{LeaseLock, SessionLock, advisory_key};
 
 static SERVER: conformance_tests::kit::Shared<PostgresServer> =
     conformance_tests::kit::Shared::new(PostgresServer::start);
@@ -43,13 +43,13 @@ const HOSTILE: [&str; 16] = [
 ];
 
 async fn every_name_is_its_own_lock(url: &str) {
-    let any = PostgresLock::connect(url).await.unwrap();
+    let any = lock_postgres::connect(url).await.unwrap();
     let mut holders = Vec::new();
     for raw in HOSTILE {
         let name = LockName::new(raw).unwrap();
         // Leftovers of an earlier run against the same server must not decide this one.
         any.force_release(&name).await.unwrap();
-        let lock = PostgresLock::connect(url).await.unwrap();
+        let lock = lock_postgres::connect(url).await.unwrap();
         let owner = OwnerId::random();
         let token = match lock.try_acquire(&name, &owner, ttl()).await.unwrap() {
             AcquireOutcome::Acquired(lease) => lease.token,
@@ -134,7 +134,7 @@ fn session_keys_do_not_collide_on_many_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_sql_finds_the_key() {
     let url = format!("{}?mode=session", url());
-    let lock = PostgresLock::connect(&url).await.unwrap();
+    let lock = SessionLock::connect(&url).await.unwrap();
     for raw in ["job-1", "🔒 é'\\"] {
         let name = LockName::new(raw).unwrap();
         let key = lock.advisory_key(&name);
@@ -175,7 +175,7 @@ async fn racing_first_users_create_the_table_once() {
         let connects: Vec<_> = (0..8)
             .map(|_| {
                 let url = url.clone();
-                tokio::spawn(async move { PostgresLock::connect(&url).await })
+                tokio::spawn(async move { lock_postgres::connect(&url).await })
             })
             .collect();
         let mut locks = Vec::new();
@@ -206,7 +206,7 @@ async fn racing_first_users_create_the_table_once() {
 async fn a_foreign_table_is_refused() {
     psql("CREATE TABLE IF NOT EXISTS public.not_locks (id int)");
     let url = format!("{}?table=not_locks", url());
-    match PostgresLock::connect(&url).await {
+    match lock_postgres::connect(&url).await {
         Err(Error::Backend { message, .. }) => {
             assert!(
                 message.contains("not a lock table") && message.contains("token"),
@@ -222,7 +222,7 @@ async fn a_foreign_table_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_table_comes_back() {
     let table = format!("dropped_{}", &OwnerId::random().as_str()[..8]);
-    let lock = PostgresLock::connect(&format!("{}?table={table}", url()))
+    let lock = LeaseLock::connect(&format!("{}?table={table}", url()))
         .await
         .unwrap();
     let name = LockName::new("n").unwrap();
@@ -247,7 +247,7 @@ async fn the_line_table_is_unlogged_and_comes_back() {
             "SELECT relpersistence FROM pg_class WHERE relname = '{t}'"
         ))
     };
-    let lock = PostgresLock::connect(&url).await.unwrap();
+    let lock = lock_postgres::connect(&url).await.unwrap();
     assert_eq!(persistence(&table), "p", "the lock table is logged");
     assert_eq!(
         persistence(&format!("{table}_line")),
@@ -276,7 +276,7 @@ async fn the_line_table_is_unlogged_and_comes_back() {
     );
 
     psql(&format!("DROP TABLE public.{table}_line"));
-    PostgresLock::connect(&url).await.unwrap();
+    lock_postgres::connect(&url).await.unwrap();
     assert_eq!(
         persistence(&format!("{table}_line")),
         "u",

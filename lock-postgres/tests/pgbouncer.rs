@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use conformance_tests::{Setup, async_trait};
 use lock_core::Lock;
-use lock_postgres::PostgresLock;
+use lock_postgres::LeaseLock;
 
 struct ThroughPgBouncer;
 
@@ -19,7 +19,7 @@ impl Setup for ThroughPgBouncer {
     }
 
     async fn connect(&self, url: &str) -> Arc<dyn Lock> {
-        let lock = PostgresLock::connect(url)
+        let lock = LeaseLock::connect(url)
             .await
             .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
         Arc::new(lock)

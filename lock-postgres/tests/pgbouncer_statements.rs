@@ -4,12 +4,12 @@
 mod bouncer;
 
 use lock_core::{Lock, LockName, OwnerId, Ttl};
-use lock_postgres::PostgresLock;
+use lock_postgres::LeaseLock;
 
 /// Without LISTEN, a handle says it has no wake-ups, and waiters poll.
 #[tokio::test]
 async fn no_listen_through_pgbouncer() {
-    let lock = PostgresLock::connect(&bouncer::url()).await.unwrap();
+    let lock = LeaseLock::connect(&bouncer::url()).await.unwrap();
     assert!(!lock.capabilities().wake_on_release);
     let name = LockName::new("watch").unwrap();
     assert!(lock.watch(&name).await.unwrap().is_none());

@@ -8,7 +8,7 @@ use std::time::Duration;
 use conformance_tests::kit::PostgresServer;
 use lock_core::raw::{ChangeFuture, InLineOutcome};
 use lock_core::{AcquireOutcome, Lock, LockName, OwnerId, ReleaseOutcome, Ttl};
-use lock_postgres::PostgresLock;
+use lock_postgres::LeaseLock;
 
 static SERVER: conformance_tests::kit::Shared<PostgresServer> =
     conformance_tests::kit::Shared::new(PostgresServer::start);
@@ -28,7 +28,7 @@ async fn woken(turn: &mut ChangeFuture) -> bool {
     tokio::time::timeout(Duration::ZERO, turn).await.is_ok()
 }
 
-async fn turn(lock: &PostgresLock, name: &LockName, owner: &OwnerId) -> ChangeFuture {
+async fn turn(lock: &LeaseLock, name: &LockName, owner: &OwnerId) -> ChangeFuture {
     lock.watch_turn(name, owner)
         .await
         .unwrap()
@@ -38,7 +38,7 @@ async fn turn(lock: &PostgresLock, name: &LockName, owner: &OwnerId) -> ChangeFu
 /// Returns once `waiters`' LISTEN connection has handed on every NOTIFY committed before
 /// this call: it waits for one of its own, sent after them on another name (a connection
 /// gets the notifications of committed transactions in the order they committed).
-async fn notified_since(holder: &PostgresLock, waiters: &PostgresLock) {
+async fn notified_since(holder: &LeaseLock, waiters: &LeaseLock) {
     let (name, owner) = (LockName::new("turns-barrier").unwrap(), OwnerId::random());
     let change = waiters.watch(&name).await.unwrap().expect("LISTEN is on");
     holder.try_acquire(&name, &owner, ttl()).await.unwrap();
@@ -66,9 +66,9 @@ async fn an_opening_wakes_only_the_first_in_lines_turn_and_a_leave_the_next() {
     {
         let case = format!("{raw:?} {opening:?}");
         let name = LockName::new(*raw).unwrap();
-        let holder = PostgresLock::connect(&url).await.unwrap();
-        let waiters = PostgresLock::connect(&url).await.unwrap();
-        let watcher = PostgresLock::connect(&url).await.unwrap();
+        let holder = LeaseLock::connect(&url).await.unwrap();
+        let waiters = LeaseLock::connect(&url).await.unwrap();
+        let watcher = LeaseLock::connect(&url).await.unwrap();
         let [a, b, c, d] = [(); 4].map(|()| OwnerId::random());
         holder.force_release(&name).await.unwrap();
         assert!(matches!(
@@ -136,8 +136,8 @@ async fn an_opening_wakes_only_the_first_in_lines_turn_and_a_leave_the_next() {
 async fn a_waiter_woken_for_a_turn_that_is_not_its_own_passes_it_on() {
     let url = SERVER.with(PostgresServer::url);
     let name = LockName::new("late-place").unwrap();
-    let holder = PostgresLock::connect(&url).await.unwrap();
-    let waiters = PostgresLock::connect(&url).await.unwrap();
+    let holder = LeaseLock::connect(&url).await.unwrap();
+    let waiters = LeaseLock::connect(&url).await.unwrap();
     let [a, b, c] = [(); 3].map(|()| OwnerId::random());
     holder.force_release(&name).await.unwrap();
     holder.try_acquire(&name, &a, ttl()).await.unwrap();

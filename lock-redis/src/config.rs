@@ -5,7 +5,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use lock_core::{Error, InvalidInput};
+use lock_core::Error;
+use lock_core::raw::{Secret, config_error as bad, percent_decode, redact_url, timeout_param};
 use url::{Host, Url};
 
 /// The port when the URL names none.
@@ -35,15 +36,11 @@ pub struct Config {
     port: u16,
     db: u32,
     user: Option<String>,
-    password: Option<String>,
+    password: Option<Secret>,
     prefix: String,
     connect_timeout: Duration,
     response_timeout: Duration,
     tls_ca: Option<PathBuf>,
-}
-
-fn bad(message: impl Into<String>) -> Error {
-    Error::InvalidInput(InvalidInput::Config(message.into()))
 }
 
 impl Config {
@@ -51,14 +48,15 @@ impl Config {
     ///
     /// User and password are percent-decoded; the database is a number (default 0); the query
     /// keys are `prefix` (default `lock:`; no `{` or `}`, which would break the key layout),
-    /// `connect_timeout` and `response_timeout` (durations such as `500ms` or `5s`, default
-    /// 5 s each) and, for `rediss` only, `tls_ca` (a PEM file of the CA certificates to trust
+    /// `connect_timeout` and `response_timeout` (durations such as `500ms` or `5s`, or whole
+    /// seconds such as `10`, from 1 ms to 1 hour; default 5 s each) and, for `rediss` only, `tls_ca` (a PEM file of the CA certificates to trust
     /// instead of the public web roots).
     ///
     /// # Errors
-    /// [`InvalidInput::Config`] saying what is wrong, never quoting the password.
+    /// [`InvalidInput::Config`](lock_core::InvalidInput::Config) saying what is wrong, never
+    /// quoting the password.
     pub fn from_url(url: &str) -> Result<Self, Error> {
-        let shown = redact(url);
+        let shown = redact_url(url);
         let parsed =
             Url::parse(url).map_err(|e| bad(format!("cannot read the Redis URL {shown}: {e}")))?;
         let tls = match parsed.scheme() {
@@ -91,19 +89,11 @@ impl Config {
         };
         let user = match parsed.username() {
             "" => None,
-            text => Some(decode(text).ok_or_else(|| {
-                bad(format!(
-                    "the user in the Redis URL {shown} is not valid percent-encoded UTF-8"
-                ))
-            })?),
+            text => Some(percent_decode("user", text)?),
         };
         let password = match parsed.password() {
             None => None,
-            Some(text) => Some(decode(text).ok_or_else(|| {
-                bad(format!(
-                    "the password in the Redis URL {shown} is not valid percent-encoded UTF-8"
-                ))
-            })?),
+            Some(text) => Some(Secret::new(percent_decode("password", text)?)),
         };
         if user.is_some() && password.is_none() {
             return Err(bad(format!(
@@ -134,8 +124,8 @@ impl Config {
             }
             match &*key {
                 "prefix" => config.prefix = check_prefix(&value)?,
-                "connect_timeout" => config.connect_timeout = duration(&key, &value)?,
-                "response_timeout" => config.response_timeout = duration(&key, &value)?,
+                "connect_timeout" => config.connect_timeout = timeout_param(&key, &value)?,
+                "response_timeout" => config.response_timeout = timeout_param(&key, &value)?,
                 "tls_ca" if !tls => {
                     return Err(bad(
                         "tls_ca is for rediss:// URLs; redis:// does not use TLS",
@@ -194,7 +184,7 @@ impl Config {
     }
 
     pub(crate) fn password(&self) -> Option<&str> {
-        self.password.as_deref()
+        self.password.as_ref().map(Secret::expose)
     }
 
     /// What every key and channel of this handle starts with.
@@ -226,7 +216,7 @@ impl fmt::Debug for Config {
             .field("port", &self.port)
             .field("db", &self.db)
             .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("password", &self.password)
             .field("prefix", &self.prefix)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
@@ -251,57 +241,6 @@ fn check_prefix(prefix: &str) -> Result<String, Error> {
         )));
     }
     Ok(prefix.to_owned())
-}
-
-fn duration(key: &str, value: &str) -> Result<Duration, Error> {
-    let d = humantime::parse_duration(value).map_err(|e| {
-        bad(format!(
-            "{key}={value:?} is not a duration such as 500ms or 5s: {e}"
-        ))
-    })?;
-    if d < Duration::from_millis(1) {
-        return Err(bad(format!("{key}={value:?} must be at least 1ms")));
-    }
-    Ok(d)
-}
-
-/// Percent-decodes `text` into UTF-8; `None` for a bad escape or bytes that are not UTF-8.
-fn decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// `url` with any password replaced by `***`, for messages. Works on text that does not parse
-/// as a URL too: everything between `://` and the last `@` before the host goes.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return if url.contains('@') {
-            "…".to_owned()
-        } else {
-            url.to_owned()
-        };
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rfind('@') {
-        Some(at) => {
-            let user = authority[..at].split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{}{tail}", &authority[at + 1..])
-        }
-        None => url.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -380,6 +319,10 @@ mod tests {
                 "redis://h?connect_timeout=2s",
                 (false, "h", 6379, 0, None, None, "lock:", 2000),
             ),
+            (
+                "redis://h?connect_timeout=5",
+                (false, "h", 6379, 0, None, None, "lock:", 5000),
+            ),
         ];
         for (url, want) in cases {
             let c = Config::from_url(url).unwrap_or_else(|e| panic!("{url}: {e}"));
@@ -418,8 +361,11 @@ mod tests {
             ("redis://h?colour=red", "unknown option \"colour\""),
             ("redis://h?prefix=a&prefix=b", "\"prefix\" twice"),
             ("redis://h?prefix=%7Bx%7D", "braces"),
-            ("redis://h?connect_timeout=5", "not a duration"),
-            ("redis://h?connect_timeout=0s", "at least 1ms"),
+            ("redis://h?connect_timeout=5x", "not a duration"),
+            ("redis://h?connect_timeout=1.5", "not a duration"),
+            ("redis://h?connect_timeout=0s", "out of range"),
+            ("redis://h?response_timeout=2h", "out of range"),
+            ("redis://u:p%zz@h", "password in the URL"),
             ("redis://h?response_timeout=soon", "not a duration"),
             ("redis://h?tls_ca=/ca.pem", "rediss"),
             ("redis://h#insecure", "fragment"),
@@ -458,10 +404,5 @@ mod tests {
         assert!(c.has_password());
         let debug = format!("{c:?}");
         assert!(!debug.contains(secret) && debug.contains("***"), "{debug}");
-        assert_eq!(
-            redact("redis://u:hunter2@h:1/0?x=1"),
-            "redis://u:***@h:1/0?x=1"
-        );
-        assert_eq!(redact("redis://h:1"), "redis://h:1");
     }
 }

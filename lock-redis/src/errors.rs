@@ -4,72 +4,70 @@
 use std::time::Duration;
 
 use lock_core::Error;
+use lock_core::raw::Origin;
 use redis::{ErrorKind, RedisError};
+
+/// Redis at `endpoint`, as error messages name it.
+fn origin(endpoint: &str) -> Origin {
+    Origin::new("Redis", endpoint)
+}
 
 /// The error for `what` (an operation: "try acquire", "connect") failing at `endpoint`.
 pub(crate) fn from_redis(what: &str, endpoint: &str, e: RedisError) -> Error {
+    let origin = origin(endpoint);
     let code = e.code().unwrap_or("");
+    let refused = |words: String, e: RedisError| origin.refused(what, words, Some(e.into()));
     if e.kind() == ErrorKind::AuthenticationFailed || code == "WRONGPASS" {
-        return Error::backend(
-            format!(
-                "{what}: Redis at {endpoint} refused the credentials (authentication failed): \
-                 check the user and password in the URL"
-            ),
+        return refused(
+            "refused the credentials (authentication failed): check the user and password in \
+             the URL"
+                .to_owned(),
             e,
         );
     }
     if code == "NOAUTH" {
-        return Error::backend(
-            format!(
-                "{what}: Redis at {endpoint} requires authentication and the URL gives no \
-                 password: write redis://[user]:password@host"
-            ),
+        return refused(
+            "requires authentication and the URL gives no password: write \
+             redis://[user]:password@host"
+                .to_owned(),
             e,
         );
     }
     if code == "NOPERM" {
-        return Error::backend(
-            format!("{what}: Redis at {endpoint} denied it by its access rules (ACL): {e}"),
-            e,
-        );
+        return refused(format!("denied it by its access rules (ACL): {e}"), e);
     }
     if e.kind() == ErrorKind::Parse {
-        return Error::backend(
-            format!(
-                "{what}: the server at {endpoint} does not speak the Redis protocol \
-                 (is it a Redis server, and is TLS on where the URL says rediss://?)"
-            ),
+        return refused(
+            "does not speak the Redis protocol (is it a Redis server, and is TLS on where the \
+             URL says rediss://?)"
+                .to_owned(),
             e,
         );
     }
     if e.is_io_error() {
-        let message = if e.is_timeout() {
-            format!("{what}: Redis at {endpoint} did not answer in time")
+        let words = if e.is_timeout() {
+            "did not answer in time".to_owned()
         } else if e.is_connection_refusal() {
-            format!("{what}: Redis at {endpoint} refused the connection (is it running?)")
+            "refused the connection (is it running?)".to_owned()
         } else if e.is_connection_dropped() {
-            format!("{what}: the connection to Redis at {endpoint} was lost")
+            "dropped the connection (it was lost)".to_owned()
         } else {
-            format!("{what}: cannot reach Redis at {endpoint}: {e}")
+            format!("cannot be reached: {e}")
         };
-        return Error::unreachable(message, e);
+        return origin.unreachable(what, words, Some(e.into()));
     }
-    Error::backend(
-        format!("{what}: Redis at {endpoint} answered with an error: {e}"),
-        e,
-    )
+    refused(format!("answered with an error: {e}"), e)
 }
 
 /// The error for a connection's handshake (authentication, database, client name) failing:
 /// as [`from_redis`], but a server that hangs up without answering is likely not Redis.
 pub(crate) fn from_handshake(what: &str, endpoint: &str, e: RedisError) -> Error {
     if e.is_connection_dropped() {
-        return Error::unreachable(
-            format!(
-                "{what}: the server at {endpoint} closed the connection without answering \
-                 (is it a Redis server, and does it want TLS, rediss://?)"
-            ),
-            e,
+        return origin(endpoint).unreachable(
+            what,
+            "closed the connection without answering (is it a Redis server, and does it want \
+             TLS, rediss://?)",
+            Some(e.into()),
         );
     }
     from_redis(what, endpoint, e)
@@ -77,23 +75,18 @@ pub(crate) fn from_handshake(what: &str, endpoint: &str, e: RedisError) -> Error
 
 /// The error for `what` not finishing within `limit`.
 pub(crate) fn timed_out(what: &str, endpoint: &str, limit: Duration) -> Error {
-    Error::Unreachable {
-        message: format!("{what}: Redis at {endpoint} did not answer within {limit:?}"),
-        source: None,
-    }
+    origin(endpoint).timed_out(what, limit)
 }
 
 /// The error for opening the TCP or TLS stream.
 pub(crate) fn from_io(what: &str, endpoint: &str, e: std::io::Error) -> Error {
     use std::io::ErrorKind as Io;
-    let message = match e.kind() {
-        Io::ConnectionRefused => {
-            format!("{what}: Redis at {endpoint} refused the connection (is it running?)")
-        }
-        Io::InvalidData => format!("{what}: the TLS handshake with {endpoint} failed: {e}"),
-        _ => format!("{what}: cannot reach Redis at {endpoint}: {e}"),
+    let words = match e.kind() {
+        Io::ConnectionRefused => "refused the connection (is it running?)".to_owned(),
+        Io::InvalidData => format!("failed the TLS handshake: {e}"),
+        _ => format!("cannot be reached: {e}"),
     };
-    Error::unreachable(message, e)
+    origin(endpoint).unreachable(what, words, Some(e.into()))
 }
 
 /// The same error again, without its source, for a second caller to get.

@@ -1,9 +1,9 @@
 //! One URL picks the backend: [`parse_url`] says which, [`connect`] opens it.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use lock_core::{Error, InvalidInput, Lock};
+use lock_core::raw::{config_error, redact_url as redact};
+use lock_core::{Error, Lock};
 
 /// The environment variable read when no URL is given.
 pub const LOCK_URL: &str = "LOCK_URL";
@@ -15,8 +15,8 @@ const SCHEMES: &str = "file://, redis://, rediss://, postgres://, postgresql://"
 #[non_exhaustive]
 #[derive(Clone, PartialEq, Eq)]
 pub enum BackendKind {
-    /// `file:///abs/dir`: lock files in that directory.
-    File(PathBuf),
+    /// `file:///abs/dir`: lock files in that directory; kept whole for the file backend to read.
+    File(String),
     /// `redis://…` or `rediss://…`, kept whole for the Redis backend to read.
     Redis(String),
     /// `postgres://…` or `postgresql://…`, kept whole for the Postgres backend to read.
@@ -33,48 +33,25 @@ impl std::fmt::Debug for BackendKind {
     }
 }
 
-fn config(message: String) -> Error {
-    InvalidInput::Config(message).into()
-}
-
-/// `url` with any password replaced by `***`, for messages and logs.
-pub fn redact(url: &str) -> String {
-    match ::url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(_) => url.to_owned(),
-        // Unparsable: keep the scheme and host-ish part only, so nothing secret can leak.
-        Err(_) => match url.split_once("://") {
-            Some((scheme, rest)) => {
-                let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-                format!("{scheme}://…@{host}")
-            }
-            None => "(unparsable URL)".to_owned(),
-        },
-    }
-}
-
 /// Says which backend `url` names, checking what can be checked without connecting.
 ///
 /// # Errors
-/// [`InvalidInput::Config`] for a malformed URL, an unknown scheme (naming the supported
-/// ones), a scheme whose cargo feature this build lacks (naming the feature), or a `file`
+/// [`InvalidInput::Config`](lock_core::InvalidInput::Config) for a malformed URL, an unknown
+/// scheme (naming the supported ones), a scheme whose cargo feature this build lacks (naming the feature), or a `file`
 /// URL that is not an absolute local directory. No message holds a password.
 pub fn parse_url(url: &str) -> Result<BackendKind, Error> {
     let Some((scheme, _)) = url.split_once("://") else {
-        return Err(config(format!(
+        return Err(config_error(format!(
             "{:?} is not a lock URL: expected one of {SCHEMES}",
             redact(url)
         )));
     };
     let kind = match scheme.to_ascii_lowercase().as_str() {
-        "file" => BackendKind::File(file_dir(url)?),
+        "file" => BackendKind::File(url.to_owned()),
         "redis" | "rediss" => BackendKind::Redis(url.to_owned()),
         "postgres" | "postgresql" => BackendKind::Postgres(url.to_owned()),
         other => {
-            return Err(config(format!(
+            return Err(config_error(format!(
                 "unknown lock URL scheme {other:?}: supported are {SCHEMES}"
             )));
         }
@@ -85,42 +62,17 @@ pub fn parse_url(url: &str) -> Result<BackendKind, Error> {
         BackendKind::Postgres(_) => ("postgres", cfg!(feature = "postgres")),
     };
     if !feature.1 {
-        return Err(config(format!(
+        return Err(config_error(format!(
             "{scheme}:// URLs need the `{}` cargo feature of the `lock` crate, which this build does not have",
             feature.0
         )));
     }
+    // A file URL is checked here already: it needs no connection to tell.
+    #[cfg(feature = "file")]
+    if let BackendKind::File(url) = &kind {
+        lock_file::dir_from_url(url)?;
+    }
     Ok(kind)
-}
-
-fn file_dir(url: &str) -> Result<PathBuf, Error> {
-    let bad = |why: &str| {
-        config(format!(
-            "{url:?} is not a usable file URL: {why}; write file:///absolute/dir"
-        ))
-    };
-    let parsed = ::url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-    if parsed
-        .host_str()
-        .is_some_and(|h| !h.is_empty() && h != "localhost")
-    {
-        return Err(bad("only local directories can hold lock files"));
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(bad("it takes no query or fragment"));
-    }
-    let dir = parsed
-        .to_file_path()
-        .map_err(|()| bad("it names no absolute path"))?;
-    if dir.parent().is_none() {
-        return Err(bad("it names no directory below the root"));
-    }
-    if std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str()).contains(&0) {
-        return Err(bad(
-            "its path holds a NUL byte (%00), which no file name can",
-        ));
-    }
-    Ok(dir)
 }
 
 /// Opens the backend `url` names.
@@ -130,13 +82,11 @@ fn file_dir(url: &str) -> Result<PathBuf, Error> {
 pub async fn connect(url: &str) -> Result<Arc<dyn Lock>, Error> {
     match parse_url(url)? {
         #[cfg(feature = "file")]
-        BackendKind::File(dir) => Ok(Arc::new(lock_file::FileLock::new(dir)?)),
+        BackendKind::File(url) => Ok(Arc::new(lock_file::FileLock::from_url(&url)?)),
         #[cfg(feature = "redis")]
         BackendKind::Redis(url) => Ok(Arc::new(lock_redis::RedisLock::connect(&url).await?)),
         #[cfg(feature = "postgres")]
-        BackendKind::Postgres(url) => {
-            Ok(Arc::new(lock_postgres::PostgresLock::connect(&url).await?))
-        }
+        BackendKind::Postgres(url) => lock_postgres::connect(&url).await,
         #[allow(unreachable_patterns)]
         _ => unreachable!("parse_url refuses schemes without their feature"),
     }
@@ -164,7 +114,7 @@ async fn default_file() -> Result<Arc<dyn Lock>, Error> {
 
 #[cfg(not(feature = "file"))]
 async fn default_file() -> Result<Arc<dyn Lock>, Error> {
-    Err(config(format!(
+    Err(config_error(format!(
         "no lock URL given ({LOCK_URL} is unset) and the default file backend needs the `file` cargo feature"
     )))
 }
@@ -178,15 +128,15 @@ mod tests {
         let cases: &[(&str, Result<BackendKind, &str>)] = &[
             (
                 "file:///var/lock/app",
-                Ok(BackendKind::File("/var/lock/app".into())),
+                Ok(BackendKind::File("file:///var/lock/app".into())),
             ),
             (
                 "file://localhost/tmp/x",
-                Ok(BackendKind::File("/tmp/x".into())),
+                Ok(BackendKind::File("file://localhost/tmp/x".into())),
             ),
             (
                 "file:///tmp/with%20space",
-                Ok(BackendKind::File("/tmp/with space".into())),
+                Ok(BackendKind::File("file:///tmp/with%20space".into())),
             ),
             ("file://server/share", Err("only local directories")),
             ("file:relative/dir", Err("not a lock URL")),
@@ -260,7 +210,7 @@ mod tests {
                 "postgres://u:***@h/db?sslmode=require",
             ),
             ("redis://host:6379", "redis://host:6379"),
-            ("redis://u:hunter2@[bad", "redis://…@[bad"),
+            ("redis://u:hunter2@[bad", "redis://u:***@[bad"),
         ];
         for (url, want) in cases {
             assert_eq!(redact(url), want);
