@@ -29,11 +29,8 @@ impl Op<'_> {
 
     /// State at `key` that this library does not write.
     fn corrupt(&self, key: &str, detail: impl Into<String>) -> Error {
-        Error::Corrupt {
-            name: self.name.to_string(),
-            location: format!("Redis at {} db {}, key {key:?}", self.endpoint, self.db),
-            detail: detail.into(),
-        }
+        let location = format!("Redis at {} db {}, key {key:?}", self.endpoint, self.db);
+        lock_core::raw::corrupt(self.name, location, detail)
     }
 }
 

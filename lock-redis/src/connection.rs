@@ -198,7 +198,7 @@ impl Live {
 }
 
 /// One multiplexed command connection, opened again when it has closed.
-pub(crate) struct Commands {
+pub(crate) struct CommandConnection {
     endpoint: Arc<Endpoint>,
     live: Mutex<Option<Live>>,
     /// Held while connecting, so that one task connects and the others wait for it; holds
@@ -209,7 +209,7 @@ pub(crate) struct Commands {
     failures: AtomicU64,
 }
 
-impl Commands {
+impl CommandConnection {
     /// Connects, and checks that the server answers as Redis does, all within the connect
     /// timeout.
     pub(crate) async fn connect(endpoint: Arc<Endpoint>) -> Result<Self, Error> {

@@ -6,6 +6,8 @@ mod config;
 mod connection;
 mod errors;
 mod keys;
+mod ops;
+mod own_client;
 mod scripts;
 mod watcher;
 
@@ -16,10 +18,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lock_core::raw::{ChangeFuture, InLineOutcome};
 use lock_core::{
-    AcquireOutcome, Capabilities, Error, Lease, Lock, LockName, LockState, OwnerId, ReleaseOutcome,
+    AcquireOutcome, Capabilities, Error, Lock, LockName, LockState, OwnerId, ReleaseOutcome,
     RenewOutcome, Ttl,
 };
-use redis::{Script, ScriptInvocation};
+use redis::ScriptInvocation;
 
 pub use config::{
     Config, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT,
@@ -27,8 +29,7 @@ pub use config::{
 pub use keys::Keys;
 
 use answer::{Answer, Op};
-use connection::{Commands, Endpoint};
-use scripts::{ACQUIRE, FORCE_RELEASE, IN_LINE, INSPECT, LEAVE_LINE, RELEASE, RENEW};
+use connection::{CommandConnection, Endpoint};
 use watcher::Watcher;
 
 /// Locks in one Redis database: one atomic Lua script per operation, leases that expire by
@@ -45,7 +46,7 @@ pub struct RedisLock {
 struct Inner {
     config: Config,
     endpoint: Arc<Endpoint>,
-    commands: Commands,
+    commands: CommandConnection,
     watcher: Watcher,
 }
 
@@ -77,7 +78,7 @@ impl RedisLock {
     /// As [`RedisLock::connect`].
     pub async fn connect_with(config: Config) -> Result<Self, Error> {
         let endpoint = Arc::new(Endpoint::new(&config)?);
-        let commands = Commands::connect(endpoint.clone()).await?;
+        let commands = CommandConnection::connect(endpoint.clone()).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -99,7 +100,7 @@ impl RedisLock {
     }
 
     /// Runs one script for `what` on `name` and hands its answer to `read`.
-    async fn run<T>(
+    pub(crate) async fn run<T>(
         &self,
         what: &'static str,
         name: &LockName,
@@ -117,18 +118,6 @@ impl RedisLock {
         };
         read(Answer::new(&op, value)?)
     }
-}
-
-/// An invocation of `script` with `keys` and `args`.
-fn invocation<'a>(script: &'a Script, keys: &[&str], args: &[&str]) -> ScriptInvocation<'a> {
-    let mut invocation = script.prepare_invoke();
-    for key in keys {
-        invocation.key(*key);
-    }
-    for arg in args {
-        invocation.arg(*arg);
-    }
-    invocation
 }
 
 #[async_trait]
@@ -151,26 +140,7 @@ impl Lock for RedisLock {
         owner: &OwnerId,
         ttl: Ttl,
     ) -> Result<AcquireOutcome, Error> {
-        let keys = self.keys(name);
-        let ms = ttl.as_millis().to_string();
-        let call = invocation(
-            &ACQUIRE,
-            &[&keys.lease, &keys.token],
-            &[owner.as_str(), &ms],
-        );
-        self.run("try acquire", name, &keys, call, |answer| {
-            match answer.code()? {
-                1 => Ok(AcquireOutcome::Acquired(Lease {
-                    name: name.clone(),
-                    owner: owner.clone(),
-                    token: answer.token(1)?,
-                    ttl,
-                })),
-                0 => Ok(AcquireOutcome::Held(answer.holder(1)?)),
-                code => Err(answer.unknown(code)),
-            }
-        })
-        .await
+        ops::try_acquire(self, name, owner, ttl).await
     }
 
     async fn try_acquire_in_line(
@@ -180,50 +150,11 @@ impl Lock for RedisLock {
         ttl: Ttl,
         patience: Duration,
     ) -> Result<InLineOutcome, Error> {
-        let keys = self.keys(name);
-        let ms = ttl.as_millis().to_string();
-        let patience = lock_core::raw::patience_millis(patience).to_string();
-        let call = invocation(
-            &IN_LINE,
-            &[&keys.lease, &keys.token, &keys.line, &keys.kept],
-            &[owner.as_str(), &ms, &patience],
-        );
-        self.run(
-            "try acquire in line",
-            name,
-            &keys,
-            call,
-            |answer| match answer.code()? {
-                1 => Ok(InLineOutcome::Acquired(Lease {
-                    name: name.clone(),
-                    owner: owner.clone(),
-                    token: answer.token(1)?,
-                    ttl,
-                })),
-                0 => Ok(InLineOutcome::Held(answer.holder(1)?)),
-                2 => Ok(InLineOutcome::Behind {
-                    first_kept_for: answer.millis(1)?,
-                }),
-                code => Err(answer.unknown(code)),
-            },
-        )
-        .await
+        ops::try_acquire_in_line(self, name, owner, ttl, patience).await
     }
 
     async fn leave_line(&self, name: &LockName, owner: &OwnerId) -> Result<(), Error> {
-        let keys = self.keys(name);
-        let call = invocation(
-            &LEAVE_LINE,
-            &[&keys.line, &keys.kept],
-            &[owner.as_str(), &keys.channel],
-        );
-        self.run("leave line", name, &keys, call, |answer| {
-            match answer.code()? {
-                0 | 1 => Ok(()),
-                code => Err(answer.unknown(code)),
-            }
-        })
-        .await
+        ops::leave_line(self, name, owner).await
     }
 
     async fn renew(
@@ -232,36 +163,11 @@ impl Lock for RedisLock {
         owner: &OwnerId,
         ttl: Ttl,
     ) -> Result<RenewOutcome, Error> {
-        let keys = self.keys(name);
-        let ms = ttl.as_millis().to_string();
-        let call = invocation(&RENEW, &[&keys.lease], &[owner.as_str(), &ms]);
-        self.run("renew", name, &keys, call, |answer| {
-            match answer.code()? {
-                1 => Ok(RenewOutcome::Renewed(Lease {
-                    name: name.clone(),
-                    owner: owner.clone(),
-                    token: answer.token(1)?,
-                    ttl,
-                })),
-                0 => Ok(RenewOutcome::Lost),
-                code => Err(answer.unknown(code)),
-            }
-        })
-        .await
+        ops::renew(self, name, owner, ttl).await
     }
 
     async fn release(&self, name: &LockName, owner: &OwnerId) -> Result<ReleaseOutcome, Error> {
-        let keys = self.keys(name);
-        let call = invocation(&RELEASE, &[&keys.lease], &[owner.as_str(), &keys.channel]);
-        self.run("release", name, &keys, call, |answer| {
-            match answer.code()? {
-                1 => Ok(ReleaseOutcome::Released),
-                2 => Ok(ReleaseOutcome::NotOwner),
-                0 => Ok(ReleaseOutcome::NotLocked),
-                code => Err(answer.unknown(code)),
-            }
-        })
-        .await
+        ops::release(self, name, owner).await
     }
 
     /// Also repairs a name whose keys hold what this library does not write: the lease key is
@@ -269,33 +175,11 @@ impl Lock for RedisLock {
     /// go on from the server clock), so are line keys of another type, and the answer is
     /// [`ReleaseOutcome::Released`].
     async fn force_release(&self, name: &LockName) -> Result<ReleaseOutcome, Error> {
-        let keys = self.keys(name);
-        let call = invocation(
-            &FORCE_RELEASE,
-            &[&keys.lease, &keys.token, &keys.line, &keys.kept],
-            &[&keys.channel],
-        );
-        self.run("force release", name, &keys, call, |answer| {
-            match answer.code()? {
-                1 => Ok(ReleaseOutcome::Released),
-                0 => Ok(ReleaseOutcome::NotLocked),
-                code => Err(answer.unknown(code)),
-            }
-        })
-        .await
+        ops::force_release(self, name).await
     }
 
     async fn inspect(&self, name: &LockName) -> Result<LockState, Error> {
-        let keys = self.keys(name);
-        let call = invocation(&INSPECT, &[&keys.lease], &[]);
-        self.run("inspect", name, &keys, call, |answer| {
-            match answer.code()? {
-                1 => Ok(LockState::Locked(answer.holder(1)?)),
-                0 => Ok(LockState::Open),
-                code => Err(answer.unknown(code)),
-            }
-        })
-        .await
+        ops::inspect(self, name).await
     }
 
     /// Subscribes to `name`'s channel on the handle's pub/sub connection (opened on first

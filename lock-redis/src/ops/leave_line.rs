@@ -1,0 +1,51 @@
+//! Leave the line: the owner's place goes, and the waiters behind it look again.
+
+use std::sync::LazyLock;
+
+use lock_core::{Error, LockName, OwnerId};
+use redis::Script;
+
+use super::invocation;
+use crate::RedisLock;
+use crate::scripts::with_prelude;
+
+/// KEYS: line, kept. ARGV: owner, channel.
+/// Replies `{1}` (left), `{0}` (had no place).
+///
+/// Publishes when a place went, so that the waiters behind it look again at once.
+const LUA: &str = r#"
+local line_type = redis.call('TYPE', KEYS[1]).ok
+if line_type == 'none' then return {0} end
+if line_type ~= 'zset' then
+  return {-1, KEYS[1], 'the line key holds a Redis ' .. line_type .. ', not a sorted set'}
+end
+redis.pcall('HDEL', KEYS[2], ARGV[1])
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  redis.pcall('PUBLISH', ARGV[2], 'left')
+  return {1}
+end
+return {0}
+"#;
+
+/// The script, loaded on first use (EVALSHA; reloaded when the server answers NOSCRIPT).
+static SCRIPT: LazyLock<Script> = LazyLock::new(|| with_prelude(LUA));
+
+pub(crate) async fn leave_line(
+    lock: &RedisLock,
+    name: &LockName,
+    owner: &OwnerId,
+) -> Result<(), Error> {
+    let keys = lock.keys(name);
+    let call = invocation(
+        &SCRIPT,
+        &[&keys.line, &keys.kept],
+        &[owner.as_str(), &keys.channel],
+    );
+    lock.run("leave line", name, &keys, call, |answer| {
+        match answer.code()? {
+            0 | 1 => Ok(()),
+            code => Err(answer.unknown(code)),
+        }
+    })
+    .await
+}
