@@ -108,7 +108,7 @@ impl Config {
             Some(text) => Some(Secret::new(percent_decode("password", text)?)),
             None => None,
         };
-        let mut own = Own::default();
+        let mut own = LockParams::default();
         let mut handed_on = parsed.clone();
         handed_on.set_query(None);
         let mut seen = Vec::new();
@@ -275,9 +275,9 @@ impl FromStr for Config {
     }
 }
 
-/// This crate's own URL parameters, as read.
+/// The URL parameters this crate reads itself (the rest go to the driver), as read.
 #[derive(Default)]
-struct Own {
+struct LockParams {
     table: Option<String>,
     schema: Option<String>,
     mode: Option<Mode>,
@@ -287,7 +287,7 @@ struct Own {
     listen: Option<bool>,
 }
 
-impl Own {
+impl LockParams {
     fn set(&mut self, key: &str, value: &str) -> Result<(), Error> {
         match key {
             "table" => {

@@ -62,11 +62,15 @@ impl Session {
 
     /// A connection to take a lock on, with the holder's settings, within the connect timeout.
     /// A connection found dead meanwhile is replaced.
-    pub(crate) async fn take(&self, config: &Config, doing: &str) -> Result<Armed, Error> {
+    pub(crate) async fn take(
+        &self,
+        config: &Config,
+        doing: &str,
+    ) -> Result<ClosedUnlessKept, Error> {
         let limit = config.connect_timeout();
         let mut reconnects = self.pool.size() + 1;
         loop {
-            let mut conn = Armed(Some(db::acquire(&self.pool, config, doing).await?));
+            let mut conn = ClosedUnlessKept(Some(db::acquire(&self.pool, config, doing).await?));
             if !self.settings_per_take {
                 return Ok(conn);
             }
@@ -122,32 +126,32 @@ pub(crate) fn close(conn: Option<PoolConnection<Postgres>>) {
     }
 }
 
-/// A connection that may hold a lock: dropped before [`disarm`](Self::disarm) (an error, or
+/// A connection that may hold a lock: dropped before [`keep`](Self::keep) (an error, or
 /// the caller's future cancelled mid-statement), it is closed rather than returned to the
 /// pool, so no lock can outlive it in an idle pool connection.
-pub(crate) struct Armed(pub(crate) Option<PoolConnection<Postgres>>);
+pub(crate) struct ClosedUnlessKept(pub(crate) Option<PoolConnection<Postgres>>);
 
-impl Armed {
+impl ClosedUnlessKept {
     /// The connection, known to hold nothing that must end with it (or to be kept).
-    pub(crate) fn disarm(mut self) -> PoolConnection<Postgres> {
-        self.0.take().expect("armed until disarmed")
+    pub(crate) fn keep(mut self) -> PoolConnection<Postgres> {
+        self.0.take().expect("not kept yet")
     }
 }
 
-impl std::ops::Deref for Armed {
+impl std::ops::Deref for ClosedUnlessKept {
     type Target = PoolConnection<Postgres>;
     fn deref(&self) -> &Self::Target {
-        self.0.as_ref().expect("armed until disarmed")
+        self.0.as_ref().expect("not kept yet")
     }
 }
 
-impl std::ops::DerefMut for Armed {
+impl std::ops::DerefMut for ClosedUnlessKept {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        self.0.as_mut().expect("armed until disarmed")
+        self.0.as_mut().expect("not kept yet")
     }
 }
 
-impl Drop for Armed {
+impl Drop for ClosedUnlessKept {
     fn drop(&mut self) {
         close(self.0.take());
     }

@@ -27,7 +27,7 @@ use tokio::time::{Instant, timeout};
 use crate::config::{Config, Mode};
 use crate::db::get;
 use crate::errors::{self, connection_lost};
-use crate::held::{Armed, Held, Session, close};
+use crate::held::{ClosedUnlessKept, Held, Session, close};
 use crate::key;
 use crate::lease::{owner_of, token_of};
 use crate::shared::{Pools, Shared};
@@ -270,14 +270,14 @@ async fn try_acquire(
                     Held {
                         owner: owner.clone(),
                         token,
-                        conn: tokio::sync::Mutex::new(Some(conn.disarm())),
+                        conn: tokio::sync::Mutex::new(Some(conn.keep())),
                     },
                 );
                 return Ok(lease(token));
             }
             (Some(false), _) => {
                 // Nothing taken: the connection goes back to the pool.
-                drop(conn.disarm());
+                drop(conn.keep());
                 match holder(shared, name).await? {
                     Some(holder) => return Ok(AcquireOutcome::Held(holder)),
                     // Released in between: try again.
@@ -381,7 +381,7 @@ async fn release(
         let mut slot = held.conn.lock().await;
         session.remove(name, &held);
         if let Some(conn) = slot.take() {
-            let mut conn = Armed(Some(conn));
+            let mut conn = ClosedUnlessKept(Some(conn));
             let query = shared
                 .sql
                 .session_release
@@ -392,7 +392,7 @@ async fn release(
             match timeout(limit, query.fetch_one(&mut **conn)).await {
                 Ok(Ok(row)) if get::<bool>(&row, "ok")? => {
                     // Holds nothing now: back to the pool.
-                    drop(conn.disarm());
+                    drop(conn.keep());
                     return Ok(ReleaseOutcome::Released);
                 }
                 Ok(Ok(_)) => drop(conn),
