@@ -7,6 +7,7 @@
 //! target it decides. This file reads the arguments and runs the sections in order; the
 //! hidden subcommands `__contend` and `__scale` are this binary re-executed as a worker.
 
+mod cli_run;
 mod contention;
 mod durability;
 mod floor_file;
@@ -103,6 +104,8 @@ struct Settings {
     cycles_per_worker: usize,
     leases: usize,
     waiters: usize,
+    /// Pairs of `lock run` and `flock(1)` runs.
+    cli_runs: usize,
 }
 
 impl Settings {
@@ -121,6 +124,7 @@ impl Settings {
                 cycles_per_worker: 20,
                 leases: 300,
                 waiters: 20,
+                cli_runs: 5,
             }
         } else {
             Self {
@@ -143,6 +147,7 @@ impl Settings {
                 cycles_per_worker: 500,
                 leases: 10_000,
                 waiters: 100,
+                cli_runs: 100,
             }
         }
     }
@@ -270,6 +275,23 @@ fn bench(cli: &Cli) -> Res<()> {
             settings.leases, settings.waiters
         );
         let scale = scale::run(backend, &base, settings.leases, settings.waiters)?;
+        let cli_run = match (backend, cli_run::lock_binary()) {
+            (Backend::File, Some(lock)) => {
+                eprintln!("lock-bench: {name}: lock run beside flock(1)");
+                Some(cli_run::run(
+                    &lock,
+                    &scratch.path().join("cli"),
+                    settings.cli_runs,
+                )?)
+            }
+            (Backend::File, None) => {
+                eprintln!(
+                    "lock-bench: {name}: no lock binary beside this one (cargo build --release -p lock-cli): lock run not measured"
+                );
+                None
+            }
+            _ => None,
+        };
         let steal = Steal::between(start, CpuTicks::read());
         reports.push(BackendReport {
             backend,
@@ -280,6 +302,7 @@ fn bench(cli: &Cli) -> Res<()> {
             contention_async,
             handoff_floor,
             scale,
+            cli_run,
         });
         drop(server);
     }

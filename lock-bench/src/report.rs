@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::cli_run::CliRunReport;
 use crate::contention::ContentionReport;
 use crate::durability::DurabilityReport;
 use crate::procfs::{Machine, Steal};
@@ -57,6 +58,9 @@ pub struct BackendReport {
     pub handoff_floor: Option<Spread>,
     /// Many leases, many waiters.
     pub scale: ScaleReport,
+    /// Files only: `lock run -- true` beside `flock FILE true`, whole processes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cli_run: Option<CliRunReport>,
 }
 
 /// One target of the issue and how this run did.
@@ -226,6 +230,18 @@ pub fn human(report: &Report) -> String {
             }
         }
         contention_lines(&mut s, &b.contention, "");
+        if let Some(c) = &b.cli_run {
+            let _ = writeln!(
+                s,
+                "  lock run -- true, {} runs: p50 {:.2} ms, p99 {:.2} ms; peer flock FILE true: p50 {:.2} ms, p99 {:.2} ms; ratio {:.2}x (median of pairs)",
+                c.lock_run.count,
+                c.lock_run.p50_us / 1000.0,
+                c.lock_run.p99_us / 1000.0,
+                c.flock.p50_us / 1000.0,
+                c.flock.p99_us / 1000.0,
+                c.median_ratio
+            );
+        }
         if let Some(f) = &b.handoff_floor {
             let how = match b.backend {
                 Backend::File => format!(
