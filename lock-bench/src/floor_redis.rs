@@ -5,7 +5,7 @@
 //!   is `SET key owner NX PX ttl`, release a compare-and-delete script (`GET` = owner →
 //!   `DEL`) by EVALSHA;
 //! - `lock-redis`'s own acquire and release scripts, sent bare (their text is read from
-//!   `lock-redis/src/scripts.rs` at build time, so they cannot drift): what the scripts cost
+//!   `lock-redis/src/scripts.rs` and `src/ops/` at build time, so they cannot drift): what the scripts cost
 //!   on the server, apart from what the library does around them.
 
 use redis::aio::MultiplexedConnection;
@@ -91,20 +91,32 @@ pub async fn client_count(conn: &mut MultiplexedConnection) -> Res<usize> {
     Ok(list.lines().filter(|l| !l.trim().is_empty()).count())
 }
 
-/// `lock-redis`'s script source, read at build time.
-const SCRIPTS_RS: &str = include_str!("../../lock-redis/src/scripts.rs");
+/// `lock-redis`'s script sources, read at build time: the prelude every script shares, and the
+/// try-acquire and release operations' files.
+const PRELUDE_RS: (&str, &str) = (
+    "lock-redis/src/scripts.rs",
+    include_str!("../../lock-redis/src/scripts.rs"),
+);
+const ACQUIRE_RS: (&str, &str) = (
+    "lock-redis/src/ops/try_acquire.rs",
+    include_str!("../../lock-redis/src/ops/try_acquire.rs"),
+);
+const RELEASE_RS: (&str, &str) = (
+    "lock-redis/src/ops/release.rs",
+    include_str!("../../lock-redis/src/ops/release.rs"),
+);
 
-/// The text of `const NAME: &str = r#"…"#;` in `lock-redis/src/scripts.rs`.
-fn lua_const(name: &str) -> Res<&'static str> {
+/// The text of `const NAME: &str = r#"…"#;` in a source file (its path, its text).
+fn lua_const((path, source): (&str, &'static str), name: &str) -> Res<&'static str> {
     let start = format!("const {name}: &str = r#\"");
-    let from = SCRIPTS_RS
+    let from = source
         .find(&start)
-        .ok_or_else(|| format!("no {name} in lock-redis/src/scripts.rs"))?
+        .ok_or_else(|| format!("no {name} in {path}"))?
         + start.len();
-    let len = SCRIPTS_RS[from..]
+    let len = source[from..]
         .find("\"#;")
-        .ok_or_else(|| format!("{name} in lock-redis/src/scripts.rs does not end"))?;
-    Ok(&SCRIPTS_RS[from..from + len])
+        .ok_or_else(|| format!("{name} in {path} does not end"))?;
+    Ok(&source[from..from + len])
 }
 
 /// `lock-redis`'s try-acquire and release scripts, bare, on one name.
@@ -121,11 +133,11 @@ pub struct BareScriptsCycle {
 impl BareScriptsCycle {
     /// Cycles on one name over a connection of its own.
     pub async fn connect(url: &str) -> Res<Self> {
-        let prelude = lua_const("PRELUDE")?;
+        let prelude = lua_const(PRELUDE_RS, "PRELUDE")?;
         Ok(Self {
             conn: connect(url).await?,
-            acquire: Script::new(&format!("{prelude}{}", lua_const("ACQUIRE_LUA")?)),
-            release: Script::new(&format!("{prelude}{}", lua_const("RELEASE_LUA")?)),
+            acquire: Script::new(&format!("{prelude}{}", lua_const(ACQUIRE_RS, "LUA")?)),
+            release: Script::new(&format!("{prelude}{}", lua_const(RELEASE_RS, "LUA")?)),
             lease: "bench-bare:{bare}:lease".into(),
             token: "bench-bare:{bare}:token".into(),
             channel: "bench-bare:{bare}:released".into(),
@@ -164,5 +176,23 @@ impl Side for BareScriptsCycle {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bare scripts are found where `lock-redis` keeps them: a move there fails here.
+    #[test]
+    fn the_bare_scripts_are_read_from_lock_redis() {
+        for (source, name, needle) in [
+            (PRELUDE_RS, "PRELUDE", "local function read_lease"),
+            (ACQUIRE_RS, "LUA", "grant(KEYS[1]"),
+            (RELEASE_RS, "LUA", "PUBLISH"),
+        ] {
+            let text = lua_const(source, name).unwrap();
+            assert!(text.contains(needle), "{}: {text}", source.0);
+        }
     }
 }
