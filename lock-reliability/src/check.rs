@@ -8,6 +8,8 @@
 //! the connection (server kill, `pg_terminate_backend`) also ends the hold. Two holds
 //! overlapping in that sense are two holders in at once.
 
+pub mod cli;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -150,6 +152,12 @@ pub struct Tally {
     pub faults: u64,
     /// Holds that began while another was still in.
     pub overlaps: u64,
+    /// CLI lanes: commands that started while a process of another holder's command was
+    /// alive.
+    pub overlapping_commands: u64,
+    /// CLI lanes: pauses of `lock` past the ttl whose command the supervisor stopped, after
+    /// which `lock` did not exit 76 (lost).
+    pub pause_exits_not_lost: u64,
     /// Accepted increments missing from the counter.
     pub lost_updates: u64,
     /// Grants whose token was not above the previous grant's, and refusals of the newest
@@ -194,6 +202,8 @@ impl Tally {
         self.holds += o.holds;
         self.faults += o.faults;
         self.overlaps += o.overlaps;
+        self.overlapping_commands += o.overlapping_commands;
+        self.pause_exits_not_lost += o.pause_exits_not_lost;
         self.lost_updates += o.lost_updates;
         self.token_regressions += o.token_regressions;
         self.stale_writes_accepted += o.stale_writes_accepted;
@@ -214,6 +224,8 @@ impl Tally {
     /// The sum of every violation column (spurious losses count only where `strict`).
     pub fn violations(&self, strict_losses: bool) -> u64 {
         self.overlaps
+            + self.overlapping_commands
+            + self.pause_exits_not_lost
             + self.lost_updates
             + self.token_regressions
             + self.stale_writes_accepted

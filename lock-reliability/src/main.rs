@@ -7,11 +7,14 @@
 //! lock-reliability [--profile short|long] [--backend B]… [--scenario S]… [--json]
 //! ```
 //!
-//! Exits 0 when every violation column is 0 (and, for `long`, every backend had 5,000 faults),
-//! 1 otherwise. The workers are this binary again (`worker`, `burn`: not for people).
+//! Exits 0 when every violation column is 0 (and, for `long`, every backend had 5,000 faults
+//! in the library lanes and 1,000 in the CLI lanes), 1 otherwise. The workers are this binary
+//! again (`worker`, `burn`, `command`: not for people); the CLI lanes run the `lock` binary
+//! built beside it (`cargo build --release -p lock-cli -p lock-reliability`) or `$LOCK_BIN`.
 
 mod backend;
 mod check;
+mod cli;
 mod clock;
 mod history;
 mod lane;
@@ -77,6 +80,14 @@ enum Role {
     /// Keeps a core busy (started by the runner).
     #[command(hide = true)]
     Burn,
+    /// The command a CLI lane's `lock run` guards (started by `lock`).
+    #[command(hide = true)]
+    Command {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        hold_ms: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -105,6 +116,10 @@ fn main() -> ExitCode {
         }
         Some(Role::Burn) => {
             worker::burn();
+            ExitCode::SUCCESS
+        }
+        Some(Role::Command { dir, hold_ms }) => {
+            cli::command::run(&dir, Duration::from_millis(hold_ms));
             ExitCode::SUCCESS
         }
         None => runner(args),
@@ -169,6 +184,7 @@ fn runner(args: Args) -> ExitCode {
     let report = Report {
         profile: args.profile,
         min_faults: sizes.min_faults,
+        min_cli_faults: sizes.min_cli_faults,
         rows,
     };
     if args.json {

@@ -37,7 +37,20 @@ pub struct Sizes {
     pub stress: Duration,
     /// Faults each backend must have had for the run to pass (0: no minimum).
     pub min_faults: u64,
+    /// CLI lanes side by side.
+    pub cli_lanes: usize,
+    /// `lock run` processes per CLI lane.
+    pub cli_workers: usize,
+    /// Faults of each kind struck per CLI lane.
+    pub cli_faults: usize,
+    /// CLI faults each backend must have had (0: no minimum).
+    pub min_cli_faults: u64,
 }
+
+/// The ttl of the CLI lanes' `lock run` (renewed every ttl/3, the supervisor's grace a third).
+pub const CLI_TTL: Duration = Duration::from_secs(1);
+/// The CLI lanes' commands hold from a tenth of this to all of it.
+pub const CLI_HOLD_MAX: Duration = Duration::from_millis(400);
 
 /// The ttl under CPU stress, renewed every ttl/3, and how long those holds last.
 pub const STRESS_TTL: Duration = Duration::from_secs(1);
@@ -59,6 +72,10 @@ impl Profile {
                 terminations: 3,
                 stress: Duration::from_secs(5),
                 min_faults: 0,
+                cli_lanes: 2,
+                cli_workers: 2,
+                cli_faults: 1,
+                min_cli_faults: 0,
             },
             Profile::Long => Sizes {
                 lanes: 8,
@@ -71,6 +88,10 @@ impl Profile {
                 terminations: 150,
                 stress: Duration::from_secs(120),
                 min_faults: 5_000,
+                cli_lanes: 8,
+                cli_workers: 3,
+                cli_faults: 44,
+                min_cli_faults: 1_000,
             },
         }
     }

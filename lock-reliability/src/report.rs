@@ -33,8 +33,10 @@ impl Row {
 pub struct Report {
     /// The profile.
     pub profile: Profile,
-    /// Faults each backend needed.
+    /// Faults each backend needed in the library lanes.
     pub min_faults: u64,
+    /// Faults each backend needed in the CLI lanes.
+    pub min_cli_faults: u64,
     /// Every row.
     pub rows: Vec<Row>,
 }
@@ -54,13 +56,22 @@ impl Report {
             }
         }
         for b in Backend::ALL {
-            let rows: Vec<_> = self.rows.iter().filter(|r| r.backend == b).collect();
-            let faults: u64 = rows.iter().map(|r| r.tally.faults).sum();
-            if !rows.is_empty() && faults < self.min_faults {
-                out.push(format!(
-                    "{b}: {faults} faults injected, the {:?} profile needs {}",
-                    self.profile, self.min_faults
-                ));
+            for (cli, min, lanes) in [
+                (false, self.min_faults, ""),
+                (true, self.min_cli_faults, " in the CLI lanes"),
+            ] {
+                let rows: Vec<_> = self
+                    .rows
+                    .iter()
+                    .filter(|r| r.backend == b && r.scenario.is_cli() == cli)
+                    .collect();
+                let faults: u64 = rows.iter().map(|r| r.tally.faults).sum();
+                if !rows.is_empty() && faults < min {
+                    out.push(format!(
+                        "{b}: {faults} faults injected{lanes}, the {:?} profile needs {min}",
+                        self.profile
+                    ));
+                }
             }
         }
         out
@@ -75,7 +86,7 @@ impl Report {
              | wall-clock steps |\n\
              |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
         );
-        for r in &self.rows {
+        for r in self.rows.iter().filter(|r| !r.scenario.is_cli()) {
             let t = &r.tally;
             let spurious = if r.scenario.losses_are_violations() {
                 t.spurious_losses.to_string()
@@ -113,7 +124,7 @@ impl Report {
             let (faults, mid) = self
                 .rows
                 .iter()
-                .filter(|r| r.backend == b)
+                .filter(|r| r.backend == b && !r.scenario.is_cli())
                 .fold((0, 0), |(f, m), r| {
                     (f + r.tally.faults, m + r.tally.paused_mid_operation)
                 });
@@ -125,6 +136,52 @@ impl Report {
                     " {mid} more pauses stopped a holder inside an operation on its lock file \
                      (not counted: the lock waits for that process to run again)."
                 ));
+            }
+        }
+        s.push('\n');
+        s.push_str(&self.cli_markdown());
+        s
+    }
+
+    /// The CLI lanes' table (empty when none ran).
+    fn cli_markdown(&self) -> String {
+        let rows: Vec<&Row> = self.rows.iter().filter(|r| r.scenario.is_cli()).collect();
+        if rows.is_empty() {
+            return String::new();
+        }
+        let mut s = String::from(
+            "\n| backend | `lock run` fault | commands | faults | overlapping commands | stuck \
+             | pause exits not 76 | panics | slowest retake after fault |\n\
+             |---|---|--:|--:|--:|--:|--:|--:|--:|\n",
+        );
+        for r in &rows {
+            let t = &r.tally;
+            let free = if t.max_free_ms > 0 {
+                format!("{} ms", t.max_free_ms)
+            } else {
+                "–".into()
+            };
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                r.backend,
+                r.scenario,
+                t.holds,
+                t.faults,
+                t.overlapping_commands,
+                t.stuck,
+                t.pause_exits_not_lost,
+                t.panics,
+                free,
+            ));
+        }
+        for b in Backend::ALL {
+            let faults: u64 = rows
+                .iter()
+                .filter(|r| r.backend == b)
+                .map(|r| r.tally.faults)
+                .sum();
+            if faults > 0 {
+                s.push_str(&format!("\n{b}: {faults} `lock run` faults in all."));
             }
         }
         s.push('\n');

@@ -13,10 +13,12 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep};
 
 use crate::backend::{Backend, Env};
+use crate::check::cli::Strike;
 use crate::check::{self, Fault, Rules, Tally};
+use crate::cli::{self, lane::CliLane, lane::CliSpawn};
 use crate::clock::{ClockWatch, Rng, now_ns};
 use crate::lane::{self, Lane, Spawn, signal};
-use crate::profile::{STRESS_HOLD_MAX, STRESS_TTL, Sizes};
+use crate::profile::{CLI_HOLD_MAX, CLI_TTL, STRESS_HOLD_MAX, STRESS_TTL, Sizes};
 
 /// A kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -34,23 +36,55 @@ pub enum Scenario {
     Terminate,
     /// Both cores busy at ttl 1 s, renewing every ttl/3: no loss at all.
     CpuStress,
+    /// `lock run` workers; `SIGKILL` of `lock` alone: its command is stopped, no two commands
+    /// at once.
+    CliKillLock,
+    /// `lock run` workers; `SIGKILL` of `lock`'s group, the supervisor's and the command's.
+    CliKillAll,
+    /// `lock run` workers; `SIGSTOP` of `lock` past the ttl: the supervisor stops the command
+    /// before the lease can lapse, and `lock` exits 76 once continued.
+    CliPauseLock,
+    /// `lock run` workers; `SIGTERM` of `lock`.
+    CliTermLock,
 }
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::KillHolder,
         Scenario::PauseHolder,
         Scenario::ServerRestart,
         Scenario::Terminate,
         Scenario::CpuStress,
+        Scenario::CliKillLock,
+        Scenario::CliKillAll,
+        Scenario::CliPauseLock,
+        Scenario::CliTermLock,
     ];
+
+    /// Whether its workers are `lock run` processes.
+    pub fn is_cli(self) -> bool {
+        self.strike().is_some()
+    }
+
+    /// What a CLI scenario does to `lock`.
+    fn strike(self) -> Option<Strike> {
+        match self {
+            Scenario::CliKillLock => Some(Strike::KillLock),
+            Scenario::CliKillAll => Some(Strike::KillAll),
+            Scenario::CliPauseLock => Some(Strike::PauseLock),
+            Scenario::CliTermLock => Some(Strike::TermLock),
+            _ => None,
+        }
+    }
 
     /// Whether the scenario means anything for `backend`.
     pub fn applies_to(self, backend: Backend) -> bool {
         match self {
             Scenario::ServerRestart => backend.has_server(),
             Scenario::Terminate => backend.is_postgres(),
+            // A session lock has no lease to lapse while `lock` is stopped.
+            Scenario::CliPauseLock => backend.expires(),
             _ => true,
         }
     }
@@ -70,6 +104,10 @@ impl fmt::Display for Scenario {
             Scenario::ServerRestart => "server kill -9 + restart",
             Scenario::Terminate => "pg_terminate_backend",
             Scenario::CpuStress => "both cores busy, ttl 1 s",
+            Scenario::CliKillLock => "kill -9 of lock",
+            Scenario::CliKillAll => "kill -9 of everything",
+            Scenario::CliPauseLock => "SIGSTOP of lock past ttl",
+            Scenario::CliTermLock => "SIGTERM of lock",
         })
     }
 }
@@ -84,6 +122,9 @@ pub async fn run(
     keep: bool,
     clock: &ClockWatch,
 ) -> Tally {
+    if let Some(strike) = scenario.strike() {
+        return run_cli(env, scenario, strike, sizes, root, keep).await;
+    }
     let start = now_ns();
     let (ttl, hold_max) = match scenario {
         Scenario::CpuStress => (STRESS_TTL, STRESS_HOLD_MAX),
@@ -142,6 +183,10 @@ pub async fn run(
             }
             sleep(Duration::from_millis(500)).await;
         }
+        Scenario::CliKillLock
+        | Scenario::CliKillAll
+        | Scenario::CliPauseLock
+        | Scenario::CliTermLock => unreachable!("run by run_cli"),
         Scenario::CpuStress => {
             let mut burners: Vec<Child> = (0..2).map(|_| burner(&spawn.exe)).collect();
             sleep(sizes.stress).await;
@@ -174,6 +219,62 @@ pub async fn run(
         for lane in &lanes {
             lane.write_faults(&server_faults);
         }
+        eprintln!(
+            "{} / {scenario}: kept in {}",
+            env.backend,
+            dir.keep().display()
+        );
+    }
+    tally
+}
+
+/// Runs a CLI scenario: `lock run` workers in `sizes.cli_lanes` lanes, `sizes.cli_faults`
+/// strikes in each.
+async fn run_cli(
+    env: &Env,
+    scenario: Scenario,
+    strike: Strike,
+    sizes: &Sizes,
+    root: &Path,
+    keep: bool,
+) -> Tally {
+    let spawn = CliSpawn {
+        lock: cli::lock_binary(),
+        exe: std::env::current_exe().expect("this binary's path"),
+        url: env.url.clone(),
+        ttl: CLI_TTL,
+        hold_max: CLI_HOLD_MAX,
+    };
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{:?}-{scenario:?}-", env.backend))
+        .tempdir_in(root)
+        .expect("a run directory");
+    let mut set = JoinSet::new();
+    for i in 0..sizes.cli_lanes {
+        let mut lane = CliLane::start(dir.path(), i, sizes.cli_workers, spawn.clone());
+        let n = sizes.cli_faults;
+        set.spawn(async move {
+            lane.idle(Duration::from_millis(300)).await;
+            lane.strike(strike, n).await
+        });
+    }
+    let mut lanes = Vec::new();
+    while let Some(lane) = set.join_next().await {
+        lanes.push(lane.expect("a CLI lane's task"));
+    }
+    let end = now_ns();
+    for lane in &mut lanes {
+        lane.stop(Duration::from_secs(10)).await;
+    }
+    let rules = Rules {
+        expires: env.backend.expires(),
+        ttl: CLI_TTL,
+    };
+    let mut tally = Tally::default();
+    for lane in &lanes {
+        tally.add(&check::cli::check(&lane.record(end), rules));
+    }
+    if keep {
         eprintln!(
             "{} / {scenario}: kept in {}",
             env.backend,
