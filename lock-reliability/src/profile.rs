@@ -74,7 +74,7 @@ impl Profile {
                 min_faults: 0,
                 cli_lanes: 2,
                 cli_workers: 2,
-                cli_faults: 1,
+                cli_faults: 3,
                 min_cli_faults: 0,
             },
             Profile::Long => Sizes {

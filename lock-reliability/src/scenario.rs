@@ -266,8 +266,10 @@ async fn run_cli(
     for lane in &mut lanes {
         lane.stop(Duration::from_secs(10)).await;
     }
+    // A command stops within the grace after `lock` dies, not at once: the ttl bounds it.
     let rules = Rules {
         expires: env.backend.expires(),
+        frees_on_death: false,
         ttl: CLI_TTL,
     };
     let mut tally = Tally::default();

@@ -103,11 +103,13 @@ pub fn check(rec: &CliRecord, rules: Rules) -> Tally {
         }
         t.faults += 1;
         match next_start_after(f.t) {
-            Some(next) if next - f.t <= rules.free_again_within() => {
-                if f.strike != Strike::PauseLock {
-                    t.max_free_ms = t.max_free_ms.max((next - f.t) / 1_000_000);
-                }
+            // A pause's retake waits for the lease's end by design: not a figure of freeing.
+            Some(next)
+                if next - f.t <= rules.free_again_within() && f.strike != Strike::PauseLock =>
+            {
+                t.max_free_ms = t.max_free_ms.max((next - f.t) / 1_000_000);
             }
+            Some(next) if next - f.t <= rules.free_again_within() => {}
             Some(_) => t.stuck += 1,
             None if rec.end.saturating_sub(f.t) > rules.free_again_within() => t.stuck += 1,
             None => {}
@@ -180,6 +182,7 @@ mod tests {
     fn rules() -> Rules {
         Rules {
             expires: true,
+            frees_on_death: false,
             ttl: Duration::from_secs(1),
         }
     }

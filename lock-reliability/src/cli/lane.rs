@@ -114,8 +114,9 @@ impl CliLane {
                     let code = status
                         .code()
                         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-                    let child = self.running.swap_remove(i);
-                    self.exits.insert(child.id(), code);
+                    // Reaped by `try_wait` above.
+                    let pid = self.running.swap_remove(i).id();
+                    self.exits.insert(pid, code);
                     if !self.stopping {
                         let child = self.spawn_lock();
                         self.running.push(child);
