@@ -10,8 +10,8 @@ pub use lock_core::{
 // The trait, its types and errors.
 pub use lock_core::{
     AcquireOutcome, BoxError, Capabilities, Error, FencingToken, Holder, HolderTie, InvalidInput,
-    Lease, Lock, LockName, LockState, MAX_NAME_BYTES, MAX_OWNER_BYTES, MemoryLock, OwnerId,
-    ReleaseOutcome, RenewOutcome, Ttl,
+    Lease, Lock, LockName, LockState, MAX_NAME_BYTES, MAX_OWNER_BYTES, MemoryLock, Operation,
+    OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
 };
 // For backend authors.
 pub use lock_core::raw;

@@ -7,7 +7,10 @@ use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lock::{AcquireOptions, Acquisition, Guard, Holder, Lock, LockName, ReleaseOutcome, Ttl, Wait};
+use lock::{
+    AcquireOptions, Acquisition, Guard, Holder, HolderTie, Lock, LockName, ReleaseOutcome, Ttl,
+    Wait,
+};
 
 use crate::args::RunArgs;
 use crate::report::{EXIT_LOST, Outcome, Report};
@@ -19,6 +22,7 @@ use crate::supervisor::{FromSupervisor, Supervisor, Why, margin, max_grace};
 const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(5);
 
 pub async fn run(lock: Arc<dyn Lock>, args: RunArgs, supervisor: Supervisor) -> Report {
+    let backend = lock.clone();
     // Before the first try: from the moment the lock can be held, a signal must find us ready.
     let mut signals = Signals::install();
     let grace = grace(args.kill_after, args.ttl);
@@ -73,7 +77,22 @@ pub async fn run(lock: Arc<dyn Lock>, args: RunArgs, supervisor: Supervisor) -> 
             .lease(&lease)
             .run_ended(signals::exit_code(signal));
     }
-    supervise(guard, &name, grace, signals, supervisor).await
+    // The guard's tie (files) is handed down to the command. A backend whose lease already ends
+    // with its connection (Postgres session mode) gives a tie that keeps that connection open:
+    // the supervisor alone keeps it, so that the lease outlives a killed `lock` exactly until
+    // the command's group is gone.
+    let kept = match guard.tie() {
+        Some(_) => None,
+        None => match backend.tie(&name, &guard.lease().owner).await {
+            Ok(tie) => tie,
+            Err(e) => {
+                let report = Report::error(Some(&name), &e);
+                let _ = guard.release().await;
+                return report;
+            }
+        },
+    };
+    supervise(guard, kept, &name, grace, signals, supervisor).await
 }
 
 /// The grace between TERM and KILL: `--kill-after`, cut to a third of the ttl so that KILL
@@ -131,6 +150,7 @@ fn say_waiting(name: &LockName, holder: Option<&Holder>, wait: Wait) {
 /// Runs the command under the guard, through its supervisor, and says how it ended.
 async fn supervise(
     guard: Guard,
+    kept: Option<HolderTie>,
     name: &LockName,
     grace: Duration,
     mut signals: Signals,
@@ -139,11 +159,16 @@ async fn supervise(
     let lease = guard.lease().clone();
     let mut validity = guard.valid_until_changes();
     let valid_until = *validity.borrow_and_update();
-    let tie = guard.tie().map(AsFd::as_fd);
+    let (tie, hand_down) = match (guard.tie(), &kept) {
+        (Some(tie), _) => (Some(tie.as_fd()), true),
+        (None, Some(kept)) => (Some(kept.as_fd()), false),
+        (None, None) => (None, false),
+    };
     let started = supervisor
         .start(
             lease.token.get(),
             tie,
+            hand_down,
             valid_until,
             margin(lease.ttl),
             grace,

@@ -61,7 +61,8 @@ impl Supervisor {
         }
     }
 
-    /// Starts the command with fencing token `token`, handing it `tie`; its lease is good
+    /// Starts the command with fencing token `token`, with `tie` kept by the supervisor until
+    /// the command's group is gone and inherited by the command when `hand_down`; its lease is good
     /// until `valid_until` less `margin`, and the grace between TERM and KILL is `grace`.
     /// Waits for the command to be started.
     ///
@@ -72,6 +73,7 @@ impl Supervisor {
         self,
         token: u64,
         tie: Option<BorrowedFd<'_>>,
+        hand_down: bool,
         valid_until: tokio::time::Instant,
         margin: Duration,
         grace: Duration,
@@ -80,6 +82,7 @@ impl Supervisor {
             token,
             deadline: Deadline::from_instant(valid_until).minus(margin),
             grace,
+            hand_down,
         };
         let line = start.to_line();
         let fds = tie.map(|fd| [fd.as_raw_fd()]);

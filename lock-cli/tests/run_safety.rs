@@ -33,6 +33,9 @@ const LOG: &str = "LOCK_RUN_SAFETY_LOG";
 const OTHERS: &str = "LOCK_RUN_SAFETY_OTHERS";
 /// How long each process of the command sleeps before it ends by itself.
 const HOLD_MS: &str = "LOCK_RUN_SAFETY_HOLD_MS";
+/// Set: the command and its grandchild ignore SIGTERM, so that only the KILL after the grace
+/// stops them, and a lock freed too early is caught by the next command.
+const IGNORE_TERM: &str = "LOCK_RUN_SAFETY_IGNORE_TERM";
 
 fn monotonic_ns() -> u64 {
     let t = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC");
@@ -52,6 +55,11 @@ fn act_if_command() {
                 append(&log, &format!("overlap {other}"));
             }
         }
+    }
+    if std::env::var_os(IGNORE_TERM).is_some() {
+        // SAFETY: no other thread handles signals in this short-lived process.
+        unsafe { nix::sys::signal::signal(Signal::SIGTERM, nix::sys::signal::SigHandler::SigIgn) }
+            .expect("ignore SIGTERM");
     }
     append(&log, &format!("start {pid} {}", monotonic_ns()));
     let grandchild = (role == "command").then(|| {
@@ -158,6 +166,9 @@ enum Backend {
     File(tempfile::TempDir),
     Redis,
     Postgres,
+    /// Postgres, `mode=session`: the lock is the server session's, and the commands ignore
+    /// SIGTERM.
+    PostgresSession,
 }
 
 impl Backend {
@@ -166,6 +177,9 @@ impl Backend {
             Backend::File(dir) => format!("file://{}", dir.path().display()),
             Backend::Redis => REDIS.with(RedisServer::url),
             Backend::Postgres => POSTGRES.with(PostgresServer::url),
+            Backend::PostgresSession => {
+                format!("{}?mode=session", POSTGRES.with(PostgresServer::url))
+            }
         }
     }
 }
@@ -197,6 +211,9 @@ fn run(
         .stderr(Stdio::piped());
     if let Some(others) = others {
         cmd.env(OTHERS, others);
+    }
+    if matches!(backend, Backend::PostgresSession) {
+        cmd.env(IGNORE_TERM, "1");
     }
     Run {
         child: cmd.spawn().expect("start lock run"),
@@ -332,6 +349,19 @@ fn killing_lock_stops_its_command_on_postgres() {
     killing_lock_alone(
         "killing_lock_stops_its_command_on_postgres",
         Backend::Postgres,
+        "3s",
+    );
+}
+
+/// In session mode the lock is the server session's, which ends when `lock`'s connection
+/// drops: the supervisor keeps a copy of that connection's socket until the command's group is
+/// gone, so the lock outlives a killed `lock` exactly as long as its command (here one that
+/// ignores TERM and lives the whole grace).
+#[test]
+fn killing_lock_stops_its_command_on_postgres_session_mode() {
+    killing_lock_alone(
+        "killing_lock_stops_its_command_on_postgres_session_mode",
+        Backend::PostgresSession,
         "3s",
     );
 }

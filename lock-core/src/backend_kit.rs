@@ -12,7 +12,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::{BoxError, Error, InvalidInput, LockName};
+use crate::{BoxError, Error, InvalidInput, LockName, Operation};
 
 /// What a password shows as wherever it would otherwise be printed.
 pub const REDACTED: &str = "***";
@@ -37,7 +37,8 @@ pub fn config_error(message: impl Into<String>) -> Error {
 }
 
 /// Where a backend's operations go: the backend's name and the server or place, as every
-/// message about a failure there names them (`"{op}: {backend} at {target}…"`).
+/// message about a failure there names them (`"{backend} at {target} {what}"`, after the
+/// operation).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
     /// The backend, as users know it: `"Postgres"`, `"Redis"`.
@@ -55,35 +56,46 @@ impl Origin {
         }
     }
 
-    /// `"{op}: {backend} at {target}"`: how every message about a failure here begins.
-    pub fn during(&self, op: &str) -> String {
-        format!("{op}: {} at {}", self.backend, self.target)
-    }
-
-    /// [`Error::Unreachable`] for `op`: `"{op}: {backend} at {target} {what}"`.
+    /// [`Error::Unreachable`] for `op`, saying `"{backend} at {target} {what}"`.
     pub fn unreachable(
         &self,
-        op: &str,
+        op: Operation,
         what: impl fmt::Display,
         source: Option<BoxError>,
     ) -> Error {
-        Error::Unreachable {
-            message: format!("{} {what}", self.during(op)),
-            source,
-        }
+        Error::unreachable(self.backend, op, self.say(what), source)
     }
 
-    /// [`Error::Backend`] for `op`: `"{op}: {backend} at {target} {what}"`.
-    pub fn refused(&self, op: &str, what: impl fmt::Display, source: Option<BoxError>) -> Error {
-        Error::Backend {
-            message: format!("{} {what}", self.during(op)),
-            source,
-        }
+    /// [`Error::Backend`] for `op`, saying `"{backend} at {target} {what}"`.
+    pub fn refused(
+        &self,
+        op: Operation,
+        what: impl fmt::Display,
+        source: Option<BoxError>,
+    ) -> Error {
+        Error::backend(self.backend, op, self.say(what), source)
     }
 
     /// [`Error::Unreachable`] for `op` getting no answer within `after`.
-    pub fn timed_out(&self, op: &str, after: Duration) -> Error {
+    pub fn timed_out(&self, op: Operation, after: Duration) -> Error {
         self.unreachable(op, format_args!("did not answer within {after:?}"), None)
+    }
+
+    fn say(&self, what: impl fmt::Display) -> String {
+        format!("{} at {} {what}", self.backend, self.target)
+    }
+}
+
+/// Sets the operation of an [`Error::Unreachable`] or [`Error::Backend`] to `op`, for
+/// `map_err` at a trait method's edge: the helpers below it report what failed, and the
+/// method says which operation it was (a `try_acquire` that reads the lock again to name its
+/// holder fails as a `try_acquire`, not an `inspect`).
+pub fn during(op: Operation) -> impl FnOnce(Error) -> Error {
+    move |mut e| {
+        if let Error::Unreachable { operation, .. } | Error::Backend { operation, .. } = &mut e {
+            *operation = op;
+        }
+        e
     }
 }
 
@@ -299,13 +311,25 @@ mod tests {
     #[test]
     fn origins_word_failures_alike() {
         let origin = Origin::new("Redis", "h:6379");
-        let e = origin.timed_out("renew", Duration::from_secs(5));
+        let e = origin.timed_out(Operation::Renew, Duration::from_secs(5));
+        assert_eq!(e.operation(), Some(Operation::Renew));
+        assert_eq!(e.backend_name(), Some("Redis"));
         assert_eq!(
             e.to_string(),
             "backend unreachable: renew: Redis at h:6379 did not answer within 5s"
         );
-        let e = origin.refused("release", "answered with an error: NOPERM", None);
-        assert!(matches!(e, Error::Backend { .. }), "{e:?}");
+        let e = origin.refused(Operation::Release, "answered with an error: NOPERM", None);
+        assert!(
+            matches!(
+                e,
+                Error::Backend {
+                    operation: Operation::Release,
+                    backend: "Redis",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         assert_eq!(
             e.to_string(),
             "backend error: release: Redis at h:6379 answered with an error: NOPERM"

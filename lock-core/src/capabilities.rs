@@ -23,6 +23,8 @@ pub struct Capabilities {
     /// release goes to whichever waiter asks first.
     pub fair_line: bool,
     /// A lease can be tied to the life of the processes that hold it ([`Lock::tie`](crate::Lock::tie)):
-    /// once they are all gone, the name is free at once instead of after the ttl.
+    /// once they are all gone, the name is free at once instead of after the ttl. (A backend
+    /// without it may still give a tie that only keeps a lease alive: see
+    /// [`Lock::tie`](crate::Lock::tie).)
     pub holder_tie: bool,
 }

@@ -58,6 +58,58 @@ pub enum InvalidInput {
     Config(String),
 }
 
+/// The [`Lock`](crate::Lock) operation an error happened in, as a field of
+/// [`Error::Unreachable`] and [`Error::Backend`] (and the first words of their messages).
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// Opening the handle: connecting, checking the directory or the table.
+    Connect,
+    /// [`Lock::try_acquire`](crate::Lock::try_acquire).
+    TryAcquire,
+    /// [`Lock::try_acquire_in_line`](crate::Lock::try_acquire_in_line).
+    TryAcquireInLine,
+    /// [`Lock::leave_line`](crate::Lock::leave_line).
+    LeaveLine,
+    /// [`Lock::renew`](crate::Lock::renew).
+    Renew,
+    /// [`Lock::release`](crate::Lock::release).
+    Release,
+    /// [`Lock::force_release`](crate::Lock::force_release).
+    ForceRelease,
+    /// [`Lock::inspect`](crate::Lock::inspect).
+    Inspect,
+    /// [`Lock::tie`](crate::Lock::tie).
+    Tie,
+    /// [`Lock::watch`](crate::Lock::watch) and [`Lock::watch_turn`](crate::Lock::watch_turn):
+    /// listening for a name's changes.
+    Watch,
+}
+
+impl Operation {
+    /// The operation in the words messages use: `"try acquire"`, `"force release"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::TryAcquire => "try acquire",
+            Self::TryAcquireInLine => "try acquire in line",
+            Self::LeaveLine => "leave line",
+            Self::Renew => "renew",
+            Self::Release => "release",
+            Self::ForceRelease => "force release",
+            Self::Inspect => "inspect",
+            Self::Tie => "tie",
+            Self::Watch => "watch",
+        }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Everything that can go wrong, typed so that callers can tell bad input from a backend that
 /// is down. No variant ever carries a password.
 #[non_exhaustive]
@@ -68,8 +120,12 @@ pub enum Error {
     InvalidInput(#[from] InvalidInput),
     /// The backend could not be reached (connection refused, timed out, DNS): the operation
     /// may or may not have taken effect when the request had already left.
-    #[error("backend unreachable: {message}")]
+    #[error("backend unreachable: {operation}: {message}")]
     Unreachable {
+        /// The operation that failed.
+        operation: Operation,
+        /// The backend, as users know it: `"Redis"`, `"Postgres"`, `"files"`.
+        backend: &'static str,
         /// What failed, without secrets.
         message: String,
         /// The underlying error.
@@ -77,8 +133,12 @@ pub enum Error {
         source: Option<BoxError>,
     },
     /// The backend answered with an error (permission denied, disk full, a server error).
-    #[error("backend error: {message}")]
+    #[error("backend error: {operation}: {message}")]
     Backend {
+        /// The operation that failed.
+        operation: Operation,
+        /// The backend, as users know it: `"Redis"`, `"Postgres"`, `"files"`.
+        backend: &'static str,
         /// What failed, without secrets.
         message: String,
         /// The underlying error.
@@ -99,24 +159,84 @@ pub enum Error {
 }
 
 impl Error {
-    /// An [`Error::Unreachable`] with a source.
-    pub fn unreachable(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+    /// An [`Error::Unreachable`]: `backend` could not be reached during `operation`.
+    pub fn unreachable(
+        backend: &'static str,
+        operation: Operation,
+        message: impl Into<String>,
+        source: Option<BoxError>,
+    ) -> Self {
         Self::Unreachable {
+            operation,
+            backend,
             message: message.into(),
-            source: Some(source.into()),
+            source,
         }
     }
 
-    /// An [`Error::Backend`] with a source.
-    pub fn backend(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+    /// An [`Error::Backend`]: `backend` answered `operation` with an error.
+    pub fn backend(
+        backend: &'static str,
+        operation: Operation,
+        message: impl Into<String>,
+        source: Option<BoxError>,
+    ) -> Self {
         Self::Backend {
+            operation,
+            backend,
             message: message.into(),
-            source: Some(source.into()),
+            source,
         }
     }
 
     /// True for [`Error::InvalidInput`]: the caller must change its input; retrying is useless.
     pub fn is_invalid_input(&self) -> bool {
         matches!(self, Self::InvalidInput(_))
+    }
+
+    /// The operation that failed, for [`Error::Unreachable`] and [`Error::Backend`].
+    pub fn operation(&self) -> Option<Operation> {
+        match self {
+            Self::Unreachable { operation, .. } | Self::Backend { operation, .. } => {
+                Some(*operation)
+            }
+            _ => None,
+        }
+    }
+
+    /// The backend it failed in, for [`Error::Unreachable`] and [`Error::Backend`].
+    pub fn backend_name(&self) -> Option<&'static str> {
+        match self {
+            Self::Unreachable { backend, .. } | Self::Backend { backend, .. } => Some(backend),
+            _ => None,
+        }
+    }
+
+    /// The same error without its source, for a second caller waiting on the same answer.
+    pub fn without_source(&self) -> Self {
+        match self {
+            Self::InvalidInput(input) => Self::InvalidInput(input.clone()),
+            Self::Unreachable {
+                operation,
+                backend,
+                message,
+                ..
+            } => Self::unreachable(backend, *operation, message.clone(), None),
+            Self::Backend {
+                operation,
+                backend,
+                message,
+                ..
+            } => Self::backend(backend, *operation, message.clone(), None),
+            Self::Corrupt {
+                name,
+                location,
+                detail,
+            } => Self::Corrupt {
+                name: name.clone(),
+                location: location.clone(),
+                detail: detail.clone(),
+            },
+        }
     }
 }

@@ -449,10 +449,12 @@ mod tests {
         async fn renew(&self, n: &LockName, o: &OwnerId, t: Ttl) -> Result<RenewOutcome, Error> {
             match self.renew.load(Ordering::SeqCst) {
                 WORKS => self.inner.renew(n, o, t).await,
-                FAILS => Err(Error::Unreachable {
-                    message: "connection refused".into(),
-                    source: None,
-                }),
+                FAILS => Err(Error::unreachable(
+                    "test",
+                    crate::Operation::Renew,
+                    "connection refused",
+                    None,
+                )),
                 _ => std::future::pending().await,
             }
         }
@@ -491,7 +493,7 @@ mod tests {
         assert_eq!(
             reason,
             LossReason::Unreachable {
-                last_error: Some("backend unreachable: connection refused".into())
+                last_error: Some("backend unreachable: renew: connection refused".into())
             }
         );
         assert_eq!(

@@ -25,7 +25,7 @@ pub use guard::{AcquireOptions, Guard, LossReason};
 pub use wait::{Acquisition, NotAcquired, Wait, acquire};
 
 pub use capabilities::Capabilities;
-pub use error::{BoxError, Error, InvalidInput};
+pub use error::{BoxError, Error, InvalidInput, Operation};
 pub use lease::{Holder, Lease};
 pub use lock::Lock;
 pub use memory::MemoryLock;

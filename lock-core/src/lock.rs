@@ -154,6 +154,14 @@ pub trait Lock: Send + Sync + fmt::Debug {
     ///
     /// A re-acquisition or renewal by `owner` keeps the lease tied. The default, for a backend
     /// that cannot tie, is `None`.
+    ///
+    /// A backend whose leases already end with the handle's connection (Postgres session mode)
+    /// may give a tie without [`Capabilities::holder_tie`]: a copy of that connection, which
+    /// keeps the lease alive in the processes it is handed to after this one has died, until
+    /// the last copy closes. Closing the copies while the handle lives ends nothing there, so
+    /// the lines above do not apply, and [`Guard`](crate::Guard) does not ask for it; `lock
+    /// run` does, so that its command's supervisor keeps the lease exactly as long as the
+    /// command lives.
     async fn tie(&self, name: &LockName, owner: &OwnerId) -> Result<Option<HolderTie>, Error> {
         let _ = (name, owner);
         Ok(None)

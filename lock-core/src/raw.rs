@@ -10,7 +10,7 @@
 //!   processes ([`Lock::tie`](crate::Lock::tie)).
 //! - What every backend repeats, in one place: [`corrupt`] for stored state this library did
 //!   not write, [`config_error`] for a setting that cannot be used, [`Origin`] to word a
-//!   failure from its operation and backend, [`Secret`] and [`redact_url`] to keep passwords
+//!   failure from its operation and backend, [`during`] to name the operation at a method's edge, [`Secret`] and [`redact_url`] to keep passwords
 //!   out of messages (both print [`REDACTED`]), [`percent_decode`] (strict) and
 //!   [`timeout_param`] to read URL values the same way everywhere.
 //!
@@ -20,8 +20,8 @@
 pub use async_trait::async_trait;
 
 pub use crate::backend_kit::{
-    MAX_TIMEOUT, Origin, REDACTED, Secret, config_error, corrupt, percent_decode, redact_url,
-    timeout_param,
+    MAX_TIMEOUT, Origin, REDACTED, Secret, config_error, corrupt, during, percent_decode,
+    redact_url, timeout_param,
 };
 pub use crate::change_hub::ChangeHub;
 pub use crate::lock::ChangeFuture;

@@ -5,10 +5,12 @@ use std::fs::DirBuilder;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use lock_core::Error;
+use lock_core::{Error, Operation};
+
+use crate::failed;
 
 /// Creates `dir` and its missing parents with mode `0700`; fine if it exists as a directory.
-pub(crate) fn ensure(dir: &Path) -> Result<(), Error> {
+pub(crate) fn ensure(dir: &Path, op: Operation) -> Result<(), Error> {
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -16,31 +18,44 @@ pub(crate) fn ensure(dir: &Path) -> Result<(), Error> {
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 // Something else stands there: say what, rather than "File exists".
-                Error::backend(format!("{} is not a directory", dir.display()), e)
+                failed(op, format!("{} is not a directory", dir.display()), e)
             } else {
-                Error::backend(format!("cannot create lock directory {}", dir.display()), e)
+                failed(
+                    op,
+                    format!("cannot create lock directory {}", dir.display()),
+                    e,
+                )
             }
         })?;
-    let meta = std::fs::metadata(dir)
-        .map_err(|e| Error::backend(format!("cannot read lock directory {}", dir.display()), e))?;
+    let meta = std::fs::metadata(dir).map_err(|e| {
+        failed(
+            op,
+            format!("cannot read lock directory {}", dir.display()),
+            e,
+        )
+    })?;
     if !meta.is_dir() {
-        return Err(Error::Backend {
-            message: format!("{} is not a directory", dir.display()),
-            source: None,
-        });
+        let message = format!("{} is not a directory", dir.display());
+        return Err(Error::backend(crate::BACKEND, op, message, None));
     }
     Ok(())
 }
 
 /// Checks that `dir` belongs to the current user and that nobody else may use it.
 pub(crate) fn ensure_private(dir: &Path) -> Result<(), Error> {
-    ensure(dir)?;
-    let meta = std::fs::symlink_metadata(dir)
-        .map_err(|e| Error::backend(format!("cannot read lock directory {}", dir.display()), e))?;
+    let op = Operation::Connect;
+    ensure(dir, op)?;
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| {
+        failed(
+            op,
+            format!("cannot read lock directory {}", dir.display()),
+            e,
+        )
+    })?;
     let me = nix::unistd::geteuid().as_raw();
-    let refuse = |why: String| Error::Backend {
-        message: format!("refusing private lock directory {}: {why}", dir.display()),
-        source: None,
+    let refuse = |why: String| {
+        let message = format!("refusing private lock directory {}: {why}", dir.display());
+        Error::backend(crate::BACKEND, op, message, None)
     };
     if meta.file_type().is_symlink() {
         return Err(refuse("it is a symbolic link".into()));
@@ -97,6 +112,6 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("f");
         fs::write(&file, "").unwrap();
-        assert!(ensure(&file).is_err());
+        assert!(ensure(&file, Operation::Connect).is_err());
     }
 }

@@ -16,7 +16,7 @@ mod watcher;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use lock_core::{Error, LockName};
+use lock_core::{Error, LockName, Operation};
 
 pub use dir::default_dir;
 pub use url::dir_from_url;
@@ -49,6 +49,14 @@ struct Inner {
 /// How many turnstiles a handle keeps; names share one when their paths hash alike.
 const TURNS: usize = 256;
 
+/// The backend's name in errors.
+pub(crate) const BACKEND: &str = "files";
+
+/// [`Error::Backend`] for `op` failing with `e` at the file system, saying `message`.
+pub(crate) fn failed(op: Operation, message: String, e: std::io::Error) -> Error {
+    Error::backend(BACKEND, op, message, Some(e.into()))
+}
+
 impl FileLock {
     /// Locks in `dir`, which is created with mode `0700` when missing.
     ///
@@ -56,7 +64,7 @@ impl FileLock {
     /// [`Error::Backend`] when the directory cannot be created or is not a directory.
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self, Error> {
         let dir = dir.into();
-        dir::ensure(&dir)?;
+        dir::ensure(&dir, Operation::Connect)?;
         Ok(Self::at(dir))
     }
 

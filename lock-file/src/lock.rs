@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use lock_core::Operation;
 use lock_core::raw::{ChangeFuture, InLineOutcome};
 use lock_core::{
     AcquireOutcome, Capabilities, Error, HolderTie, Lock, LockName, LockState, OwnerId,
@@ -34,7 +35,7 @@ impl Lock for FileLock {
         ttl: Ttl,
     ) -> Result<AcquireOutcome, Error> {
         let (n, o) = (name.clone(), owner.clone());
-        self.transact(name, Access::Create, move |t| {
+        self.transact(Operation::TryAcquire, name, Access::Create, move |t| {
             lease::try_acquire(t, &n, &o, ttl)
         })
         .await
@@ -50,9 +51,12 @@ impl Lock for FileLock {
     ) -> Result<InLineOutcome, Error> {
         let (n, o) = (name.clone(), owner.clone());
         let patience = lock_core::raw::patience_millis(patience);
-        self.transact(name, Access::Create, move |t| {
-            lease::try_acquire_in_line(t, &n, &o, ttl, patience)
-        })
+        self.transact(
+            Operation::TryAcquireInLine,
+            name,
+            Access::Create,
+            move |t| lease::try_acquire_in_line(t, &n, &o, ttl, patience),
+        )
         .await
     }
 
@@ -60,8 +64,10 @@ impl Lock for FileLock {
     /// who watch that file, look again at once.
     async fn leave_line(&self, name: &LockName, owner: &OwnerId) -> Result<(), Error> {
         let o = owner.clone();
-        self.transact(name, Access::Write, move |t| lease::leave_line(t, &o))
-            .await
+        self.transact(Operation::LeaveLine, name, Access::Write, move |t| {
+            lease::leave_line(t, &o)
+        })
+        .await
     }
 
     async fn renew(
@@ -71,33 +77,45 @@ impl Lock for FileLock {
         ttl: Ttl,
     ) -> Result<RenewOutcome, Error> {
         let (n, o) = (name.clone(), owner.clone());
-        self.transact(name, Access::Write, move |t| lease::renew(t, &n, &o, ttl))
-            .await
+        self.transact(Operation::Renew, name, Access::Write, move |t| {
+            lease::renew(t, &n, &o, ttl)
+        })
+        .await
     }
 
     async fn release(&self, name: &LockName, owner: &OwnerId) -> Result<ReleaseOutcome, Error> {
         let o = owner.clone();
-        self.transact(name, Access::Write, move |t| lease::release(t, &o))
-            .await
+        self.transact(Operation::Release, name, Access::Write, move |t| {
+            lease::release(t, &o)
+        })
+        .await
     }
 
     /// Also repairs a lock file with foreign or garbled content: it is rewritten as an open
     /// lock whose tokens continue from the system clock, and the answer is
     /// [`ReleaseOutcome::Released`].
     async fn force_release(&self, name: &LockName) -> Result<ReleaseOutcome, Error> {
-        self.transact(name, Access::Write, lease::force_release)
-            .await
+        self.transact(
+            Operation::ForceRelease,
+            name,
+            Access::Write,
+            lease::force_release,
+        )
+        .await
     }
 
     async fn inspect(&self, name: &LockName) -> Result<LockState, Error> {
-        self.transact(name, Access::Read, lease::inspect).await
+        self.transact(Operation::Inspect, name, Access::Read, lease::inspect)
+            .await
     }
 
     /// The tie is an open-file-description lock on the lock file (see the crate's docs).
     async fn tie(&self, name: &LockName, owner: &OwnerId) -> Result<Option<HolderTie>, Error> {
         let o = owner.clone();
-        self.transact(name, Access::Write, move |t| lease::tie(t, &o))
-            .await
+        self.transact(Operation::Tie, name, Access::Write, move |t| {
+            lease::tie(t, &o)
+        })
+        .await
     }
 
     async fn watch(&self, name: &LockName) -> Result<Option<ChangeFuture>, Error> {

@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fs4::{FileExt, TryLockError};
-use lock_core::{Error, HolderTie, LockName};
+use lock_core::{Error, HolderTie, LockName, Operation};
 
 use crate::FileLock;
 use crate::lease::Now;
 use crate::line::{self, Line, LineError};
 use crate::record::{MAX_FILE_LEN, RECORD_LEN, Record};
-use crate::{dir, io, tie};
+use crate::{dir, failed, io, tie};
 
 /// What an operation may do to a name's files.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,7 @@ pub(crate) enum Access {
 /// One operation's view of a name under its `flock`: the record as read, the line (read on
 /// first use), the clock, and what the decision wants written.
 pub(crate) struct Txn<'a> {
+    op: Operation,
     name: &'a LockName,
     path: &'a Path,
     /// `Err` with what is wrong for content this library did not write.
@@ -68,7 +69,8 @@ impl Txn<'_> {
     pub(crate) fn line(&mut self) -> Result<&mut Line, Error> {
         if self.line.is_none() {
             let path = line::path_of(self.path);
-            self.line = Some(Line::read(&path).map_err(|e| line_error(self.name, &path, e))?);
+            let line = Line::read(&path).map_err(|e| line_error(self.op, self.name, &path, e))?;
+            self.line = Some(line);
         }
         Ok(self.line.as_mut().expect("read above"))
     }
@@ -88,7 +90,13 @@ impl Txn<'_> {
     pub(crate) fn tie(&self, token: u64) -> Result<HolderTie, Error> {
         tie::take(self.path, token)
             .map(HolderTie::from_fd)
-            .map_err(|e| Error::backend(format!("cannot tie lock file {}", self.path.display()), e))
+            .map_err(|e| {
+                failed(
+                    self.op,
+                    format!("cannot tie lock file {}", self.path.display()),
+                    e,
+                )
+            })
     }
 }
 
@@ -97,11 +105,11 @@ fn corrupt(name: &LockName, path: &Path, detail: &str) -> Error {
 }
 
 /// The line error as the crate's error, naming the line file.
-fn line_error(name: &LockName, path: &Path, e: LineError) -> Error {
+fn line_error(op: Operation, name: &LockName, path: &Path, e: LineError) -> Error {
     match e {
         LineError::Foreign(detail) => corrupt(name, path, &detail),
         LineError::Io(what, e) => {
-            Error::backend(format!("cannot {what} line file {}", path.display()), e)
+            failed(op, format!("cannot {what} line file {}", path.display()), e)
         }
     }
 }
@@ -132,6 +140,7 @@ impl FileLock {
     /// to the blocking pool to wait for it.
     pub(crate) async fn transact<T: Send + 'static>(
         &self,
+        op: Operation,
         name: &LockName,
         access: Access,
         decide: impl FnOnce(&mut Txn<'_>) -> Result<T, Error> + Send + 'static,
@@ -139,25 +148,33 @@ impl FileLock {
         let path = self.path_of(name);
         let _turn = self.turn(&path).lock().await;
         let dir = self.dir();
-        let decide = match attempt(dir, &path, name, access, Flock::Try, decide)? {
+        let decide = match attempt(op, dir, &path, name, access, Flock::Try, decide)? {
             Step::Done(out) => return Ok(out),
             Step::Busy(decide) => decide,
         };
         let (dir, name): (PathBuf, LockName) = (dir.to_owned(), name.clone());
         tokio::task::spawn_blocking(move || {
-            match attempt(&dir, &path, &name, access, Flock::Wait, decide)? {
+            match attempt(op, &dir, &path, &name, access, Flock::Wait, decide)? {
                 Step::Done(out) => Ok(out),
                 Step::Busy(_) => unreachable!("a waiting flock is never busy"),
             }
         })
         .await
-        .map_err(|e| Error::backend("a lock file operation panicked", e))?
+        .map_err(|e| {
+            Error::backend(
+                crate::BACKEND,
+                op,
+                "a lock file operation panicked",
+                Some(e.into()),
+            )
+        })?
     }
 }
 
 /// One try at the transaction; with [`Flock::Try`], gives `decide` back when another process
 /// holds the `flock`.
 fn attempt<T, F>(
+    op: Operation,
     dir: &Path,
     path: &Path,
     name: &LockName,
@@ -169,18 +186,19 @@ where
     F: FnOnce(&mut Txn<'_>) -> Result<T, Error>,
 {
     let io_error = |what: &str, e: std::io::Error| {
-        Error::backend(format!("cannot {what} lock file {}", path.display()), e)
+        failed(op, format!("cannot {what} lock file {}", path.display()), e)
     };
     if access == Access::Create
         && let Some(parent) = path.parent().filter(|p| *p != dir)
     {
-        dir::ensure(parent)?;
+        dir::ensure(parent, op)?;
     }
     let file = match open(path, access) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && access != Access::Create => {
             // Never acquired: decide on nothing, and there is nothing to write to.
             let mut txn = Txn {
+                op,
                 name,
                 path,
                 stored: Ok(None),
@@ -199,7 +217,7 @@ where
         Err(e) => return Err(io_error("open", e)),
     };
     match flock {
-        Flock::Wait => wait_for_flock(&file, path)?,
+        Flock::Wait => wait_for_flock(op, &file, path)?,
         Flock::Try => match FileExt::try_lock(&file) {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Ok(Step::Busy(decide)),
@@ -232,6 +250,7 @@ where
         }
     };
     let mut txn = Txn {
+        op,
         name,
         path,
         stored,
@@ -243,7 +262,7 @@ where
     if let Some(line) = &txn.line {
         let line_path = line::path_of(path);
         line.write(&line_path)
-            .map_err(|e| line_error(name, &line_path, e))?;
+            .map_err(|e| line_error(op, name, &line_path, e))?;
     }
     if let Some(record) = txn.write {
         debug_assert!(access != Access::Read, "inspect never writes");
@@ -304,7 +323,7 @@ const FLOCK_PATIENCE: Duration = Duration::from_secs(2);
 const FIRST_FLOCK_PAUSE: Duration = Duration::from_micros(25);
 
 /// Takes `file`'s `flock`, polling (25 µs doubling to 16 ms) for at most [`FLOCK_PATIENCE`].
-fn wait_for_flock(file: &File, path: &Path) -> Result<(), Error> {
+fn wait_for_flock(op: Operation, file: &File, path: &Path) -> Result<(), Error> {
     let deadline = std::time::Instant::now() + FLOCK_PATIENCE;
     let mut pause = FIRST_FLOCK_PAUSE;
     loop {
@@ -315,18 +334,17 @@ fn wait_for_flock(file: &File, path: &Path) -> Result<(), Error> {
                 pause = (pause * 2).min(Duration::from_millis(16));
             }
             Err(TryLockError::WouldBlock) => {
-                return Err(Error::Unreachable {
-                    message: format!(
-                        "lock file {} has been held by another process's operation for over {:?}; \
-                         is that process stopped?",
-                        path.display(),
-                        FLOCK_PATIENCE
-                    ),
-                    source: None,
-                });
+                let message = format!(
+                    "lock file {} has been held by another process's operation for over {:?}; \
+                     is that process stopped?",
+                    path.display(),
+                    FLOCK_PATIENCE
+                );
+                return Err(Error::unreachable(crate::BACKEND, op, message, None));
             }
             Err(TryLockError::Error(e)) => {
-                return Err(Error::backend(
+                return Err(failed(
+                    op,
                     format!("cannot lock lock file {}", path.display()),
                     e,
                 ));

@@ -247,7 +247,7 @@ impl Config {
 
     /// Postgres at [`target`](Self::target), as error messages name it.
     pub(crate) fn origin(&self) -> Origin {
-        Origin::new("Postgres", self.target())
+        Origin::new(crate::errors::BACKEND, self.target())
     }
 }
 

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use lock_core::Error;
+use lock_core::Operation;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow, Postgres};
 use sqlx::{Connection, Row};
@@ -35,7 +36,10 @@ impl Db {
     }
 
     /// A connection of the pool, within the connect timeout.
-    pub(crate) async fn acquire(&self, doing: &str) -> Result<PoolConnection<Postgres>, Error> {
+    pub(crate) async fn acquire(
+        &self,
+        doing: Operation,
+    ) -> Result<PoolConnection<Postgres>, Error> {
         acquire(&self.pool, &self.config, doing).await
     }
 
@@ -54,7 +58,7 @@ impl Db {
     /// the instant between commit and reply). A missing table is created again, once.
     pub(crate) async fn fetch(
         &self,
-        doing: &str,
+        doing: Operation,
         make: impl Fn() -> PgQuery + Sync,
     ) -> Result<Vec<PgRow>, Error> {
         self.fetch_steps(doing, &[&make]).await
@@ -64,7 +68,7 @@ impl Db {
     /// PgBouncer), retrying as [`fetch`](Self::fetch) does; returns the last one's rows.
     pub(crate) async fn fetch_steps(
         &self,
-        doing: &str,
+        doing: Operation,
         steps: &[&(dyn Fn() -> PgQuery + Sync)],
     ) -> Result<Vec<PgRow>, Error> {
         let limit = self.config.connect_timeout();
@@ -125,7 +129,7 @@ pub(crate) fn pool_options(config: &Config, max: u32) -> PgPoolOptions {
 pub(crate) async fn acquire(
     pool: &PgPool,
     config: &Config,
-    doing: &str,
+    doing: Operation,
 ) -> Result<PoolConnection<Postgres>, Error> {
     let limit = config.connect_timeout() + SLACK;
     match timeout(limit, pool.acquire()).await {
@@ -157,11 +161,8 @@ async fn run(
 /// What a failed table check says.
 pub(crate) fn ensure_error(config: &Config, e: EnsureError) -> Error {
     match e {
-        EnsureError::Sql(e) => errors::map(config, "create the lock table", e),
-        EnsureError::Foreign(message) => Error::Backend {
-            message,
-            source: None,
-        },
+        EnsureError::Sql(e) => errors::map(config, Operation::Connect, e),
+        EnsureError::Foreign(message) => errors::refused(Operation::Connect, message),
     }
 }
 
@@ -171,9 +172,8 @@ where
     T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
 {
     row.try_get(column).map_err(|e| {
-        Error::backend(
-            format!("unexpected answer from Postgres in column {column}"),
-            e,
-        )
+        let message = format!("unexpected answer from Postgres in column {column}");
+        // The trait method sets its own operation (`during`).
+        Error::backend(errors::BACKEND, Operation::Inspect, message, Some(e.into()))
     })
 }

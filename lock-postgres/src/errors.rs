@@ -3,10 +3,13 @@
 
 use std::time::Duration;
 
-use lock_core::Error;
 use lock_core::raw::config_error;
+use lock_core::{Error, Operation};
 
 use crate::config::Config;
+
+/// The backend's name in errors.
+pub(crate) const BACKEND: &str = "Postgres";
 
 /// SQLSTATE of a table that does not exist.
 pub(crate) const UNDEFINED_TABLE: &str = "42P01";
@@ -37,7 +40,7 @@ pub(crate) fn connection_lost(e: &sqlx::Error) -> bool {
 }
 
 /// A driver error met while talking to the server during `op` (e.g. "try acquire").
-pub(crate) fn map(config: &Config, op: &str, e: sqlx::Error) -> Error {
+pub(crate) fn map(config: &Config, op: Operation, e: sqlx::Error) -> Error {
     let origin = config.origin();
     let detail = detail(config, &e);
     let code = sqlstate(&e);
@@ -91,9 +94,9 @@ pub(crate) fn map_connect(config: &Config, e: sqlx::Error) -> Error {
             format!("does not speak the Postgres protocol: is it Postgres? ({detail})")
         }
         sqlx::Error::Io(_) | sqlx::Error::Tls(_) => format!("cannot be reached: {detail}"),
-        _ => return map(config, "connect", e),
+        _ => return map(config, Operation::Connect, e),
     };
-    origin.unreachable("connect", what, Some(e.into()))
+    origin.unreachable(Operation::Connect, what, Some(e.into()))
 }
 
 /// What the server or the driver said, without the password.
@@ -105,24 +108,25 @@ fn detail(config: &Config, e: &sqlx::Error) -> String {
 }
 
 /// A connection attempt that got no answer in time.
-pub(crate) fn timed_out(config: &Config, op: &str, after: Duration) -> Error {
-    Error::Unreachable {
-        message: format!(
-            "{op}: no answer from Postgres at {} within {after:?} (connect_timeout)",
-            config.target()
-        ),
-        source: None,
-    }
+pub(crate) fn timed_out(config: &Config, op: Operation, after: Duration) -> Error {
+    let message = format!(
+        "no answer from Postgres at {} within {after:?} (connect_timeout)",
+        config.target()
+    );
+    Error::unreachable(BACKEND, op, message, None)
 }
 
 /// A statement that got no answer in time: it may or may not have taken effect.
-pub(crate) fn statement_timed_out(config: &Config, op: &str, after: Duration) -> Error {
-    Error::Unreachable {
-        message: format!(
-            "{op}: no answer from Postgres at {} within {after:?} (connect_timeout); \
-             it may or may not have taken effect",
-            config.target()
-        ),
-        source: None,
-    }
+pub(crate) fn statement_timed_out(config: &Config, op: Operation, after: Duration) -> Error {
+    let message = format!(
+        "no answer from Postgres at {} within {after:?} (connect_timeout); it may or may not \
+         have taken effect",
+        config.target()
+    );
+    Error::unreachable(BACKEND, op, message, None)
+}
+
+/// [`Error::Backend`] for `op`, saying `message`.
+pub(crate) fn refused(op: Operation, message: String) -> Error {
+    Error::backend(BACKEND, op, message, None)
 }

@@ -2,9 +2,10 @@
 //! the pool while it holds one.
 
 use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
-use lock_core::{Error, FencingToken, LockName, OwnerId};
+use lock_core::{Error, FencingToken, LockName, Operation, OwnerId};
 use sqlx::Executor;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgPool, Postgres};
@@ -40,6 +41,41 @@ pub(crate) struct Held {
     pub(crate) token: FencingToken,
     /// `None` once the lock is known lost or released.
     pub(crate) conn: tokio::sync::Mutex<Option<PoolConnection<Postgres>>>,
+    /// A descriptor of the connection's socket, kept once a tie was handed out
+    /// ([`SessionLock::tie`](crate::SessionLock)): the copies handed out keep the socket open
+    /// however this process closes its own, so ending the session must shut the socket down.
+    pub(crate) tied: std::sync::Mutex<Option<OwnedFd>>,
+}
+
+impl Held {
+    /// A lock just taken on `conn`.
+    pub(crate) fn new(owner: OwnerId, token: FencingToken, conn: PoolConnection<Postgres>) -> Self {
+        Self {
+            owner,
+            token,
+            conn: tokio::sync::Mutex::new(Some(conn)),
+            tied: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether a tie of this lock was handed out: its connection must never go back to the
+    /// pool, where it would keep another lock alive in the processes holding the tie.
+    pub(crate) fn is_tied(&self) -> bool {
+        self.tied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Ends the connection `conn` (this lock's) at once: shuts its socket down first when a tie
+    /// was handed out, so that the server sees it end even while copies of the tie are open.
+    pub(crate) fn close(&self, conn: Option<PoolConnection<Postgres>>) {
+        if let Some(socket) = self.tied.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ =
+                nix::sys::socket::shutdown(socket.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        }
+        close(conn);
+    }
 }
 
 impl Session {
@@ -65,7 +101,7 @@ impl Session {
     pub(crate) async fn take(
         &self,
         config: &Config,
-        doing: &str,
+        doing: Operation,
     ) -> Result<ClosedUnlessKept, Error> {
         let limit = config.connect_timeout();
         let mut reconnects = self.pool.size() + 1;
@@ -114,7 +150,8 @@ impl Drop for Held {
     fn drop(&mut self) {
         // The lock ends with its connection, which never goes back to the pool holding it:
         // dropping the handle releases every lock it holds.
-        close(self.conn.get_mut().take());
+        let conn = self.conn.get_mut().take();
+        self.close(conn);
     }
 }
 

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lock_core::raw::{ChangeFuture, InLineOutcome};
+use lock_core::Operation;
+use lock_core::raw::{ChangeFuture, InLineOutcome, during};
 use lock_core::{
     AcquireOutcome, Capabilities, Error, FencingToken, Holder, Lease, Lock, LockName, LockState,
     OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
@@ -19,6 +20,7 @@ use sqlx::postgres::{PgPool, PgRow};
 
 use crate::config::{Config, Mode};
 use crate::db::get;
+use crate::errors;
 use crate::shared::{Pools, Shared};
 
 /// Leases in a Postgres table (`mode=lease`, the default): a row per name, with a ttl on the
@@ -105,7 +107,9 @@ impl Lock for LeaseLock {
         owner: &OwnerId,
         ttl: Ttl,
     ) -> Result<AcquireOutcome, Error> {
-        try_acquire(&self.shared, name, owner, ttl).await
+        try_acquire(&self.shared, name, owner, ttl)
+            .await
+            .map_err(during(Operation::TryAcquire))
     }
 
     async fn try_acquire_in_line(
@@ -115,11 +119,15 @@ impl Lock for LeaseLock {
         ttl: Ttl,
         patience: Duration,
     ) -> Result<InLineOutcome, Error> {
-        try_acquire_in_line(&self.shared, name, owner, ttl, patience).await
+        try_acquire_in_line(&self.shared, name, owner, ttl, patience)
+            .await
+            .map_err(during(Operation::TryAcquireInLine))
     }
 
     async fn leave_line(&self, name: &LockName, owner: &OwnerId) -> Result<(), Error> {
-        leave_line(&self.shared, name, owner).await
+        leave_line(&self.shared, name, owner)
+            .await
+            .map_err(during(Operation::LeaveLine))
     }
 
     async fn renew(
@@ -128,19 +136,27 @@ impl Lock for LeaseLock {
         owner: &OwnerId,
         ttl: Ttl,
     ) -> Result<RenewOutcome, Error> {
-        renew(&self.shared, name, owner, ttl).await
+        renew(&self.shared, name, owner, ttl)
+            .await
+            .map_err(during(Operation::Renew))
     }
 
     async fn release(&self, name: &LockName, owner: &OwnerId) -> Result<ReleaseOutcome, Error> {
-        release(&self.shared, name, owner).await
+        release(&self.shared, name, owner)
+            .await
+            .map_err(during(Operation::Release))
     }
 
     async fn force_release(&self, name: &LockName) -> Result<ReleaseOutcome, Error> {
-        force_release(&self.shared, name).await
+        force_release(&self.shared, name)
+            .await
+            .map_err(during(Operation::ForceRelease))
     }
 
     async fn inspect(&self, name: &LockName) -> Result<LockState, Error> {
-        inspect(&self.shared, name).await
+        inspect(&self.shared, name)
+            .await
+            .map_err(during(Operation::Inspect))
     }
 
     /// A release NOTIFYs the owner first in line, and only that waiter's turn wakes.
@@ -174,7 +190,7 @@ async fn try_acquire(
     for _ in 0..ATTEMPTS {
         let rows = shared
             .db
-            .fetch("try acquire", || {
+            .fetch(Operation::TryAcquire, || {
                 shared
                     .sql
                     .acquire
@@ -206,7 +222,7 @@ async fn try_acquire(
             _ => continue,
         }
     }
-    Err(changed_hands(name, "try acquire"))
+    Err(changed_hands(name, Operation::TryAcquire))
 }
 
 async fn try_acquire_in_line(
@@ -226,7 +242,7 @@ async fn try_acquire_in_line(
     for _ in 0..ATTEMPTS {
         let rows = shared
             .db
-            .fetch("try acquire in line", || {
+            .fetch(Operation::TryAcquireInLine, || {
                 shared
                     .sql
                     .in_line
@@ -260,13 +276,13 @@ async fn try_acquire_in_line(
             _ => continue,
         }
     }
-    Err(changed_hands(name, "try acquire in line"))
+    Err(changed_hands(name, Operation::TryAcquireInLine))
 }
 
 async fn leave_line(shared: &Shared, name: &LockName, owner: &OwnerId) -> Result<(), Error> {
     shared
         .db
-        .fetch("leave line", || {
+        .fetch(Operation::LeaveLine, || {
             shared
                 .sql
                 .leave_line
@@ -287,7 +303,7 @@ async fn renew(
 ) -> Result<RenewOutcome, Error> {
     let rows = shared
         .db
-        .fetch("renew", || {
+        .fetch(Operation::Renew, || {
             shared
                 .sql
                 .renew
@@ -316,7 +332,7 @@ async fn release(
     for _ in 0..ATTEMPTS {
         let rows = shared
             .db
-            .fetch("release", || {
+            .fetch(Operation::Release, || {
                 shared
                     .sql
                     .release
@@ -346,13 +362,13 @@ async fn release(
             _ => continue,
         }
     }
-    Err(changed_hands(name, "release"))
+    Err(changed_hands(name, Operation::Release))
 }
 
 async fn force_release(shared: &Shared, name: &LockName) -> Result<ReleaseOutcome, Error> {
     let rows = shared
         .db
-        .fetch("force release", || {
+        .fetch(Operation::ForceRelease, || {
             shared
                 .sql
                 .force_release
@@ -372,7 +388,7 @@ async fn force_release(shared: &Shared, name: &LockName) -> Result<ReleaseOutcom
 async fn inspect(shared: &Shared, name: &LockName) -> Result<LockState, Error> {
     let rows = shared
         .db
-        .fetch("inspect", || {
+        .fetch(Operation::Inspect, || {
             shared.sql.inspect.query().bind(name.as_str().to_owned())
         })
         .await?;
@@ -386,12 +402,13 @@ async fn inspect(shared: &Shared, name: &LockName) -> Result<LockState, Error> {
 }
 
 fn one_row<'r>(shared: &Shared, name: &LockName, rows: &'r [PgRow]) -> Result<&'r PgRow, Error> {
-    rows.first().ok_or_else(|| Error::Backend {
-        message: format!(
+    rows.first().ok_or_else(|| {
+        let message = format!(
             "Postgres at {} answered no row for {name:?} where one is always returned",
             shared.config.target()
-        ),
-        source: None,
+        );
+        // The trait method sets its own operation (`during`).
+        errors::refused(Operation::Inspect, message)
     })
 }
 
@@ -434,11 +451,8 @@ pub(crate) fn token_of(
         .ok_or_else(|| shared.corrupt(name, format!("token {token} is not positive")))
 }
 
-fn changed_hands(name: &LockName, doing: &str) -> Error {
-    Error::Backend {
-        message: format!(
-            "{doing}: the lock {name:?} changed hands {ATTEMPTS} times during one call; try again"
-        ),
-        source: None,
-    }
+fn changed_hands(name: &LockName, doing: Operation) -> Error {
+    let message =
+        format!("the lock {name:?} changed hands {ATTEMPTS} times during one call; try again");
+    errors::refused(doing, message)
 }

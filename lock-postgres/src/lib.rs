@@ -11,6 +11,7 @@ mod listen;
 mod schema;
 mod session;
 mod shared;
+mod socket;
 mod sql;
 
 use std::sync::Arc;

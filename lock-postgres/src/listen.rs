@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lock_core::Operation;
 use lock_core::raw::{ChangeFuture, ChangeHub};
 use lock_core::{Error, LockName, OwnerId};
 use sqlx::postgres::{PgListener, PgPool};
@@ -158,8 +159,8 @@ async fn listen(pool: &PgPool, channel: &str, config: &Config) -> Result<PgListe
     };
     match timeout(limit, attempt).await {
         Ok(Ok(listener)) => Ok(listener),
-        Ok(Err(e)) => Err(errors::map(config, "LISTEN for releases", e)),
-        Err(_) => Err(errors::timed_out(config, "LISTEN for releases", limit)),
+        Ok(Err(e)) => Err(errors::map(config, Operation::Watch, e)),
+        Err(_) => Err(errors::timed_out(config, Operation::Watch, limit)),
     }
 }
 

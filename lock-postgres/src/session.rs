@@ -15,10 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lock_core::raw::{ChangeFuture, InLineOutcome};
+use lock_core::Operation;
+use lock_core::raw::{ChangeFuture, InLineOutcome, during};
 use lock_core::{
-    AcquireOutcome, Capabilities, Error, Holder, Lease, Lock, LockName, LockState, OwnerId,
-    ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Capabilities, Error, Holder, HolderTie, Lease, Lock, LockName, LockState,
+    OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
 };
 use sqlx::Connection;
 use sqlx::postgres::{PgConnection, PgPool};
@@ -27,7 +28,7 @@ use tokio::time::{Instant, timeout};
 use crate::config::{Config, Mode};
 use crate::db::get;
 use crate::errors::{self, connection_lost};
-use crate::held::{ClosedUnlessKept, Held, Session, close};
+use crate::held::{ClosedUnlessKept, Held, Session};
 use crate::key;
 use crate::lease::{owner_of, token_of};
 use crate::shared::{Pools, Shared};
@@ -126,7 +127,9 @@ impl Lock for SessionLock {
         owner: &OwnerId,
         ttl: Ttl,
     ) -> Result<AcquireOutcome, Error> {
-        try_acquire(&self.shared, &self.session, name, owner, ttl).await
+        try_acquire(&self.shared, &self.session, name, owner, ttl)
+            .await
+            .map_err(during(Operation::TryAcquire))
     }
 
     /// There is no line ([`Capabilities::fair_line`] is `false`): this is
@@ -138,7 +141,8 @@ impl Lock for SessionLock {
         ttl: Ttl,
         _patience: Duration,
     ) -> Result<InLineOutcome, Error> {
-        Ok(self.try_acquire(name, owner, ttl).await?.into())
+        let outcome = self.try_acquire(name, owner, ttl).await;
+        Ok(outcome.map_err(during(Operation::TryAcquireInLine))?.into())
     }
 
     async fn leave_line(&self, _name: &LockName, _owner: &OwnerId) -> Result<(), Error> {
@@ -153,23 +157,43 @@ impl Lock for SessionLock {
         owner: &OwnerId,
         ttl: Ttl,
     ) -> Result<RenewOutcome, Error> {
-        renew(&self.shared, &self.session, name, owner, ttl).await
+        renew(&self.shared, &self.session, name, owner, ttl)
+            .await
+            .map_err(during(Operation::Renew))
     }
 
     /// Only the handle that took a lock can release it; any other answers
     /// [`ReleaseOutcome::NotOwner`] (use [`force_release`](Lock::force_release)).
     async fn release(&self, name: &LockName, owner: &OwnerId) -> Result<ReleaseOutcome, Error> {
-        release(&self.shared, &self.session, name, owner).await
+        release(&self.shared, &self.session, name, owner)
+            .await
+            .map_err(during(Operation::Release))
     }
 
     /// Ends the holder's server session with `pg_terminate_backend` (which needs the holder's
     /// role or `pg_signal_backend`) and returns once its lock is gone.
     async fn force_release(&self, name: &LockName) -> Result<ReleaseOutcome, Error> {
-        force_release(&self.shared, name).await
+        force_release(&self.shared, name)
+            .await
+            .map_err(during(Operation::ForceRelease))
     }
 
     async fn inspect(&self, name: &LockName) -> Result<LockState, Error> {
-        inspect(&self.shared, name).await
+        inspect(&self.shared, name)
+            .await
+            .map_err(during(Operation::Inspect))
+    }
+
+    /// A tie here is another descriptor of the socket of the connection that holds the lock:
+    /// while a copy is open (in a command that `lock run` started, say), the server session,
+    /// and so the lock, lives on even after this process has died; it ends when the last copy
+    /// closes. Unlike a file tie, closing the copies while this handle lives ends nothing
+    /// (hence no [`Capabilities::holder_tie`]), and this handle's release or loss of the lock
+    /// still ends it at once. Over a Unix socket there is no tie (`None`).
+    async fn tie(&self, name: &LockName, owner: &OwnerId) -> Result<Option<HolderTie>, Error> {
+        tie(&self.shared, &self.session, name, owner)
+            .await
+            .map_err(during(Operation::Tie))
     }
 
     /// There is no line: this is [`watch`](Lock::watch).
@@ -233,7 +257,7 @@ async fn try_acquire(
     let limit = config.connect_timeout();
     let mut reconnects = session.pool.size() + 1;
     for _ in 0..ATTEMPTS {
-        let mut conn = session.take(config, "try acquire").await?;
+        let mut conn = session.take(config, Operation::TryAcquire).await?;
         let query = shared
             .sql
             .session_acquire
@@ -253,11 +277,15 @@ async fn try_acquire(
                     reconnects -= 1;
                     continue;
                 }
-                return Err(errors::map(config, "try acquire", e));
+                return Err(errors::map(config, Operation::TryAcquire, e));
             }
             Err(_) => {
                 drop(conn);
-                return Err(errors::statement_timed_out(config, "try acquire", limit));
+                return Err(errors::statement_timed_out(
+                    config,
+                    Operation::TryAcquire,
+                    limit,
+                ));
             }
         };
         let ok: Option<bool> = get(&row, "ok")?;
@@ -265,14 +293,7 @@ async fn try_acquire(
         match (ok, token) {
             (Some(true), Some(token)) => {
                 let token = token_of(shared, name, token)?;
-                session.insert(
-                    name,
-                    Held {
-                        owner: owner.clone(),
-                        token,
-                        conn: tokio::sync::Mutex::new(Some(conn.keep())),
-                    },
-                );
+                session.insert(name, Held::new(owner.clone(), token, conn.keep()));
                 return Ok(lease(token));
             }
             (Some(false), _) => {
@@ -286,31 +307,74 @@ async fn try_acquire(
             }
             (None, _) => {
                 drop(conn);
-                return Err(Error::Backend {
-                    message: format!(
-                        "try acquire: the server session of a pool connection already held the \
-                         advisory lock of {name:?}: connections are shared behind a pooler \
-                         (PgBouncer in transaction mode?), where mode=session cannot work; \
-                         connect to Postgres directly"
+                return Err(errors::refused(
+                    Operation::TryAcquire,
+                    format!(
+                        "the server session of a pool connection already held the advisory lock \
+                         of {name:?}: connections are shared behind a pooler (PgBouncer in \
+                         transaction mode?), where mode=session cannot work; connect to Postgres \
+                         directly"
                     ),
-                    source: None,
-                });
+                ));
             }
             (Some(true), None) => {
                 drop(conn);
-                return Err(Error::Backend {
-                    message: format!("try acquire: took the lock on {name:?} but wrote no token"),
-                    source: None,
-                });
+                return Err(errors::refused(
+                    Operation::TryAcquire,
+                    format!("took the lock on {name:?} but wrote no token"),
+                ));
             }
         }
     }
-    Err(Error::Backend {
-        message: format!(
-            "try acquire: the lock {name:?} changed hands {ATTEMPTS} times during one call; try again"
-        ),
-        source: None,
-    })
+    Err(errors::refused(
+        Operation::TryAcquire,
+        format!("the lock {name:?} changed hands {ATTEMPTS} times during one call; try again"),
+    ))
+}
+
+async fn tie(
+    shared: &Shared,
+    session: &Session,
+    name: &LockName,
+    owner: &OwnerId,
+) -> Result<Option<HolderTie>, Error> {
+    let Some(held) = session.get(name).filter(|held| held.owner == *owner) else {
+        return Ok(None);
+    };
+    if !still_held(shared, session, name, &held).await? {
+        return Ok(None);
+    }
+    let config = &shared.config;
+    let limit = config.connect_timeout();
+    let mut slot = held.conn.lock().await;
+    let Some(conn) = slot.as_mut() else {
+        return Ok(None);
+    };
+    let query = sqlx::query("SELECT inet_client_port() AS client, inet_server_port() AS server");
+    let row = match timeout(limit, query.fetch_one(&mut **conn)).await {
+        Ok(Ok(row)) => row,
+        Ok(Err(e)) => return Err(errors::map(config, Operation::Tie, e)),
+        Err(_) => return Err(errors::timed_out(config, Operation::Tie, limit)),
+    };
+    let ports = (
+        get::<Option<i32>>(&row, "client")?,
+        get::<Option<i32>>(&row, "server")?,
+    );
+    let (Some(client), Some(server)) = ports else {
+        return Ok(None); // a Unix socket
+    };
+    let (Ok(client), Ok(server)) = (u16::try_from(client), u16::try_from(server)) else {
+        return Ok(None);
+    };
+    let Some(socket) = crate::socket::find(client, server) else {
+        return Ok(None);
+    };
+    let kept = socket.try_clone().map_err(|e| {
+        let message = "cannot copy the connection's socket".to_owned();
+        Error::backend(errors::BACKEND, Operation::Tie, message, Some(e.into()))
+    })?;
+    *held.tied.lock().unwrap_or_else(|e| e.into_inner()) = Some(kept);
+    Ok(Some(HolderTie::from_fd(socket)))
 }
 
 /// Whether `held`'s connection still holds the lock. A connection found dead or without the
@@ -333,11 +397,11 @@ async fn still_held(
     let alive = match timeout(limit, query.fetch_one(&mut **conn)).await {
         Ok(Ok(row)) => get::<bool>(&row, "held")?,
         Ok(Err(e)) if connection_lost(&e) => false,
-        Ok(Err(e)) => return Err(errors::map(config, "check a session lock", e)),
-        Err(_) => return Err(errors::timed_out(config, "check a session lock", limit)),
+        Ok(Err(e)) => return Err(errors::map(config, Operation::Inspect, e)),
+        Err(_) => return Err(errors::timed_out(config, Operation::Inspect, limit)),
     };
     if !alive {
-        close(slot.take());
+        held.close(slot.take());
         session.remove(name, held);
     }
     Ok(alive)
@@ -391,20 +455,29 @@ async fn release(
                 .bind(name.as_str().to_owned());
             match timeout(limit, query.fetch_one(&mut **conn)).await {
                 Ok(Ok(row)) if get::<bool>(&row, "ok")? => {
-                    // Holds nothing now: back to the pool.
-                    drop(conn.keep());
+                    if held.is_tied() {
+                        // Copies of its socket are out there: it never serves another lock.
+                        held.close(conn.0.take());
+                    } else {
+                        // Holds nothing now: back to the pool.
+                        drop(conn.keep());
+                    }
                     return Ok(ReleaseOutcome::Released);
                 }
-                Ok(Ok(_)) => drop(conn),
-                Ok(Err(e)) if connection_lost(&e) => drop(conn),
+                Ok(Ok(_)) => held.close(conn.0.take()),
+                Ok(Err(e)) if connection_lost(&e) => held.close(conn.0.take()),
                 Ok(Err(e)) => {
-                    drop(conn);
-                    return Err(errors::map(config, "release", e));
+                    held.close(conn.0.take());
+                    return Err(errors::map(config, Operation::Release, e));
                 }
                 Err(_) => {
                     // Closing the connection ends the lock once the server reads again.
-                    drop(conn);
-                    return Err(errors::statement_timed_out(config, "release", limit));
+                    held.close(conn.0.take());
+                    return Err(errors::statement_timed_out(
+                        config,
+                        Operation::Release,
+                        limit,
+                    ));
                 }
             }
         }
@@ -422,7 +495,7 @@ async fn force_release(shared: &Shared, name: &LockName) -> Result<ReleaseOutcom
     let config = &shared.config;
     let limit = config.connect_timeout();
     let deadline = Instant::now() + limit;
-    let mut conn = shared.db.acquire("force release").await?;
+    let mut conn = shared.db.acquire(Operation::ForceRelease).await?;
     let result = tokio::time::timeout_at(
         deadline + GONE_POLL * 4,
         terminate(shared, &mut conn, name, deadline),
@@ -430,22 +503,26 @@ async fn force_release(shared: &Shared, name: &LockName) -> Result<ReleaseOutcom
     .await;
     match result {
         Ok(Ok(Some(outcome))) => Ok(outcome),
-        Ok(Ok(None)) => Err(Error::Backend {
-            message: format!(
-                "force release: the session holding {name:?} was told to end but still held the \
-                 lock after {limit:?}"
+        Ok(Ok(None)) => Err(errors::refused(
+            Operation::ForceRelease,
+            format!(
+                "the session holding {name:?} was told to end but still held the lock after \
+                 {limit:?}"
             ),
-            source: None,
-        }),
+        )),
         Ok(Err(e)) => {
             if connection_lost(&e) {
                 conn.close_on_drop();
             }
-            Err(errors::map(config, "force release", e))
+            Err(errors::map(config, Operation::ForceRelease, e))
         }
         Err(_) => {
             conn.close_on_drop();
-            Err(errors::statement_timed_out(config, "force release", limit))
+            Err(errors::statement_timed_out(
+                config,
+                Operation::ForceRelease,
+                limit,
+            ))
         }
     }
 }
@@ -520,7 +597,10 @@ async fn holder(shared: &Shared, name: &LockName) -> Result<Option<Holder>, Erro
             .bind(name.as_str().to_owned())
             .bind(key)
     };
-    let rows = shared.db.fetch_steps("inspect", &[&step, &read]).await?;
+    let rows = shared
+        .db
+        .fetch_steps(Operation::Inspect, &[&step, &read])
+        .await?;
     let Some(row) = rows.first() else {
         return Ok(None);
     };

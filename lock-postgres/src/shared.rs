@@ -2,6 +2,7 @@
 //! channel and the LISTEN connection; and opening them, on pools of the crate's own or on a
 //! pool the caller brings.
 
+use lock_core::Operation;
 use lock_core::raw::{self, config_error};
 use lock_core::{Error, LockName};
 use sqlx::Connection;
@@ -69,13 +70,15 @@ impl Shared {
                     {
                         Ok(Ok(conn)) => conn,
                         Ok(Err(e)) => return Err(errors::map_connect(&config, e)),
-                        Err(_) => return Err(errors::timed_out(&config, "connect", limit)),
+                        Err(_) => {
+                            return Err(errors::timed_out(&config, Operation::Connect, limit));
+                        }
                     };
                 ensure(&mut conn, &config).await?;
                 let _ = timeout(limit, conn.close()).await;
             }
             Pools::Given(pool) => {
-                let mut conn = db::acquire(pool, &config, "connect").await?;
+                let mut conn = db::acquire(pool, &config, Operation::Connect).await?;
                 check_durable(&mut conn, &config).await?;
                 ensure(&mut conn, &config).await?;
             }
@@ -117,7 +120,7 @@ async fn ensure(conn: &mut PgConnection, config: &Config) -> Result<(), Error> {
         Ok(Err(e)) => Err(db::ensure_error(config, e)),
         Err(_) => Err(errors::statement_timed_out(
             config,
-            "create the lock table",
+            Operation::Connect,
             limit,
         )),
     }
@@ -134,8 +137,14 @@ async fn check_durable(conn: &mut PoolConnection<Postgres>, config: &Config) -> 
     let query = sqlx::query_scalar::<_, String>("SHOW synchronous_commit");
     let setting = match timeout(limit, query.fetch_one(&mut **conn)).await {
         Ok(Ok(setting)) => setting,
-        Ok(Err(e)) => return Err(errors::map(config, "connect", e)),
-        Err(_) => return Err(errors::statement_timed_out(config, "connect", limit)),
+        Ok(Err(e)) => return Err(errors::map(config, Operation::Connect, e)),
+        Err(_) => {
+            return Err(errors::statement_timed_out(
+                config,
+                Operation::Connect,
+                limit,
+            ));
+        }
     };
     if setting == "off" {
         return Err(config_error(

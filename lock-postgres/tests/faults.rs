@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use conformance_tests::kit::PostgresServer;
 use lock_core::{
     AcquireOptions, AcquireOutcome, Acquisition, Error, Guard, Lease, Lock, LockName, LockState,
-    LossReason, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
+    LossReason, Operation, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
 };
 use lock_postgres::LeaseLock;
 
@@ -53,15 +53,24 @@ fn terminate_sessions(server: &PostgresServer, application: &str) -> usize {
     killed.parse().unwrap()
 }
 
+/// `result` is [`Error::Unreachable`] for `op` on Postgres, naming the server's port, and came
+/// within `within` of `started`.
 fn assert_unreachable(
     result: Result<impl std::fmt::Debug, Error>,
+    op: Operation,
     port: u16,
     within: Duration,
     started: Instant,
 ) {
     let elapsed = started.elapsed();
     match result {
-        Err(Error::Unreachable { message, .. }) => {
+        Err(Error::Unreachable {
+            message,
+            operation,
+            backend,
+            ..
+        }) => {
+            assert_eq!((operation, backend), (op, "Postgres"), "{message}");
             assert!(
                 message.contains(&port.to_string()),
                 "the message names the server: {message}"
@@ -155,11 +164,18 @@ async fn a_restart_mid_hold_fails_clearly_then_heals_and_tokens_rise() {
     for _ in 0..2 {
         let started = Instant::now();
         let result = lock.try_acquire(&name, &b, ttl(60_000)).await;
-        assert_unreachable(result, server.port(), Duration::from_secs(4), started);
+        assert_unreachable(
+            result,
+            Operation::TryAcquire,
+            server.port(),
+            Duration::from_secs(4),
+            started,
+        );
     }
     let started = Instant::now();
     assert_unreachable(
         lock.inspect(&name).await,
+        Operation::Inspect,
         server.port(),
         Duration::from_secs(4),
         started,
@@ -255,13 +271,20 @@ async fn a_paused_server_is_an_error_in_time_not_a_hang() {
     let started = Instant::now();
     assert_unreachable(
         lock.renew(&name, &owner, ttl(60_000)).await,
+        Operation::Renew,
         server.port(),
         Duration::from_secs(3),
         started,
     );
     let started = Instant::now();
     let connecting = LeaseLock::connect(&url).await;
-    assert_unreachable(connecting, server.port(), Duration::from_secs(3), started);
+    assert_unreachable(
+        connecting,
+        Operation::Connect,
+        server.port(),
+        Duration::from_secs(3),
+        started,
+    );
     server.resume();
     assert!(matches!(
         lock.renew(&name, &owner, ttl(60_000)).await.unwrap(),

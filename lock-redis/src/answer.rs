@@ -1,5 +1,6 @@
 //! [`Answer`]: a script's reply, read for one operation on one name.
 
+use lock_core::Operation;
 use std::fmt;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use redis::Value;
 /// One operation on one name, for messages.
 pub(crate) struct Op<'a> {
     /// What is done: "try acquire", "renew", ….
-    pub(crate) what: &'static str,
+    pub(crate) what: Operation,
     pub(crate) name: &'a LockName,
     /// The name's lease key.
     pub(crate) lease_key: &'a str,
@@ -21,10 +22,8 @@ pub(crate) struct Op<'a> {
 impl Op<'_> {
     /// A reply this library's scripts never give.
     fn unexpected(&self, detail: impl fmt::Display) -> Error {
-        Error::Backend {
-            message: format!("{}: Redis at {} gave {detail}", self.what, self.endpoint),
-            source: None,
-        }
+        let message = format!("Redis at {} gave {detail}", self.endpoint);
+        Error::backend(crate::errors::BACKEND, self.what, message, None)
     }
 
     /// State at `key` that this library does not write.

@@ -9,6 +9,7 @@
 //! goes through, and an error always means the request may have reached the server (or
 //! never left, when connecting failed), never a stale answer.
 
+use lock_core::Operation;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -76,7 +77,7 @@ impl Endpoint {
     }
 
     /// Opens a TCP (and TLS) stream; not bounded in time: callers bound the whole connect.
-    async fn open_stream(&self, what: &str) -> Result<Box<dyn ByteStream>, Error> {
+    async fn open_stream(&self, what: Operation) -> Result<Box<dyn ByteStream>, Error> {
         let io_error = |e: io::Error| errors::from_io(what, &self.shown, e);
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
@@ -95,7 +96,7 @@ impl Endpoint {
     /// Runs `connect` within the connect timeout.
     async fn bounded<T>(
         &self,
-        what: &str,
+        what: Operation,
         connect: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         tokio::time::timeout(self.connect_timeout, connect)
@@ -105,7 +106,7 @@ impl Endpoint {
 
     /// A new command connection, its driver running as a task of ours.
     async fn open_commands(&self) -> Result<Live, Error> {
-        let what = "connect";
+        let what = Operation::Connect;
         self.bounded(what, async {
             let stream = self.open_stream(what).await?;
             let config = AsyncConnectionConfig::new()
@@ -127,7 +128,7 @@ impl Endpoint {
 
     /// A new pub/sub connection.
     pub(crate) async fn open_pubsub(&self) -> Result<PubSub, Error> {
-        let what = "connect for pub/sub";
+        let what = Operation::Watch;
         self.bounded(what, async {
             let stream = self.open_stream(what).await?;
             PubSub::new(&self.info, stream)
@@ -213,7 +214,7 @@ impl CommandConnection {
     /// Connects, and checks that the server answers as Redis does, all within the connect
     /// timeout.
     pub(crate) async fn connect(endpoint: Arc<Endpoint>) -> Result<Self, Error> {
-        let what = "connect";
+        let what = Operation::Connect;
         let limits = endpoint.clone();
         limits
             .bounded(what, async {
@@ -233,7 +234,7 @@ impl CommandConnection {
     /// PING must answer PONG: proves the server is Redis and that we may use it (a server
     /// with a password answers NOAUTH to a client without one).
     async fn check_server(&self) -> Result<(), Error> {
-        let what = "connect";
+        let what = Operation::Connect;
         let mut live = self.live().await?;
         let reply = redis::cmd("PING")
             .query_async::<Value>(&mut live.conn)
@@ -241,12 +242,11 @@ impl CommandConnection {
         let shown = &self.endpoint.shown;
         match reply {
             Ok(Value::SimpleString(s)) if s == "PONG" => Ok(()),
-            Ok(other) => Err(Error::Backend {
-                message: format!(
-                    "{what}: the server at {shown} answered PING with {other:?}; is it Redis?"
-                ),
-                source: None,
-            }),
+            Ok(other) => {
+                let message =
+                    format!("the server at {shown} answered PING with {other:?}; is it Redis?");
+                Err(Error::backend(errors::BACKEND, what, message, None))
+            }
             Err(e) => Err(errors::from_redis(what, shown, e)),
         }
     }
@@ -269,7 +269,7 @@ impl CommandConnection {
         if self.failures.load(Ordering::SeqCst) != failures
             && let Some(e) = last_failure.as_ref()
         {
-            return Err(errors::duplicate(e));
+            return Err(e.without_source());
         }
         match self.endpoint.open_commands().await {
             Ok(live) => {
@@ -278,7 +278,7 @@ impl CommandConnection {
                 Ok(live)
             }
             Err(e) => {
-                *last_failure = Some(errors::duplicate(&e));
+                *last_failure = Some(e.without_source());
                 self.failures.fetch_add(1, Ordering::SeqCst);
                 Err(e)
             }
@@ -288,10 +288,10 @@ impl CommandConnection {
     /// Runs a script, reconnecting first if the connection has closed.
     pub(crate) async fn run(
         &self,
-        what: &str,
+        what: Operation,
         script: &ScriptInvocation<'_>,
     ) -> Result<Value, Error> {
-        let mut live = self.live().await?;
+        let mut live = self.live().await.map_err(lock_core::raw::during(what))?;
         match script.invoke_async::<Value>(&mut live.conn).await {
             Ok(value) => Ok(value),
             Err(e) => {

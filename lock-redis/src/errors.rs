@@ -3,17 +3,20 @@
 
 use std::time::Duration;
 
-use lock_core::Error;
 use lock_core::raw::Origin;
+use lock_core::{Error, Operation};
 use redis::{ErrorKind, RedisError};
+
+/// The backend's name in errors.
+pub(crate) const BACKEND: &str = "Redis";
 
 /// Redis at `endpoint`, as error messages name it.
 fn origin(endpoint: &str) -> Origin {
-    Origin::new("Redis", endpoint)
+    Origin::new(BACKEND, endpoint)
 }
 
 /// The error for `what` (an operation: "try acquire", "connect") failing at `endpoint`.
-pub(crate) fn from_redis(what: &str, endpoint: &str, e: RedisError) -> Error {
+pub(crate) fn from_redis(what: Operation, endpoint: &str, e: RedisError) -> Error {
     let origin = origin(endpoint);
     let code = e.code().unwrap_or("");
     let refused = |words: String, e: RedisError| origin.refused(what, words, Some(e.into()));
@@ -61,7 +64,7 @@ pub(crate) fn from_redis(what: &str, endpoint: &str, e: RedisError) -> Error {
 
 /// The error for a connection's handshake (authentication, database, client name) failing:
 /// as [`from_redis`], but a server that hangs up without answering is likely not Redis.
-pub(crate) fn from_handshake(what: &str, endpoint: &str, e: RedisError) -> Error {
+pub(crate) fn from_handshake(what: Operation, endpoint: &str, e: RedisError) -> Error {
     if e.is_connection_dropped() {
         return origin(endpoint).unreachable(
             what,
@@ -74,12 +77,12 @@ pub(crate) fn from_handshake(what: &str, endpoint: &str, e: RedisError) -> Error
 }
 
 /// The error for `what` not finishing within `limit`.
-pub(crate) fn timed_out(what: &str, endpoint: &str, limit: Duration) -> Error {
+pub(crate) fn timed_out(what: Operation, endpoint: &str, limit: Duration) -> Error {
     origin(endpoint).timed_out(what, limit)
 }
 
 /// The error for opening the TCP or TLS stream.
-pub(crate) fn from_io(what: &str, endpoint: &str, e: std::io::Error) -> Error {
+pub(crate) fn from_io(what: Operation, endpoint: &str, e: std::io::Error) -> Error {
     use std::io::ErrorKind as Io;
     let words = match e.kind() {
         Io::ConnectionRefused => "refused the connection (is it running?)".to_owned(),
@@ -87,23 +90,4 @@ pub(crate) fn from_io(what: &str, endpoint: &str, e: std::io::Error) -> Error {
         _ => format!("cannot be reached: {e}"),
     };
     origin(endpoint).unreachable(what, words, Some(e.into()))
-}
-
-/// The same error again, without its source, for a second caller to get.
-pub(crate) fn duplicate(e: &Error) -> Error {
-    match e {
-        Error::Unreachable { message, .. } => Error::Unreachable {
-            message: message.clone(),
-            source: None,
-        },
-        Error::InvalidInput(input) => Error::InvalidInput(input.clone()),
-        Error::Backend { message, .. } => Error::Backend {
-            message: message.clone(),
-            source: None,
-        },
-        other => Error::Backend {
-            message: other.to_string(),
-            source: None,
-        },
-    }
 }

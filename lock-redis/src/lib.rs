@@ -11,6 +11,7 @@ mod own_client;
 mod scripts;
 mod watcher;
 
+use lock_core::Operation;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,7 +103,7 @@ impl RedisLock {
     /// Runs one script for `what` on `name` and hands its answer to `read`.
     pub(crate) async fn run<T>(
         &self,
-        what: &'static str,
+        what: Operation,
         name: &LockName,
         keys: &Keys,
         invocation: ScriptInvocation<'_>,

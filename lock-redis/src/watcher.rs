@@ -7,6 +7,7 @@
 //! woken (events may have been missed); their next `watch` opens a new one. Channels nobody
 //! waits on any more are unsubscribed from, in batches, as new ones are added.
 
+use lock_core::Operation;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -90,10 +91,13 @@ impl Watcher {
             if self.open_failures.load(Ordering::SeqCst) != failures {
                 // Another waiter just tried while this one waited: do not make every waiter
                 // wait out a connect timeout in turn.
-                return Err(Error::Unreachable {
-                    message: "no pub/sub connection: the last attempt failed".to_owned(),
-                    source: None,
-                });
+                let message = "no pub/sub connection: the last attempt failed";
+                return Err(Error::unreachable(
+                    errors::BACKEND,
+                    Operation::Watch,
+                    message,
+                    None,
+                ));
             }
             match self.open(endpoint).await {
                 Ok(subscriber) => state.subscriber = Some(subscriber),
@@ -106,7 +110,7 @@ impl Watcher {
         if state.channels.contains(channel) {
             return Ok(());
         }
-        let what = "subscribe";
+        let what = Operation::Watch;
         let limit = endpoint.response_timeout;
         let subscriber = state.subscriber.as_mut().expect("opened above");
         let confirmed = tokio::time::timeout(limit, subscriber.sink.subscribe(channel)).await;

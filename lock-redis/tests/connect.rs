@@ -48,6 +48,8 @@ async fn nothing_listening_is_unreachable_at_once() {
     let url = format!("redis://127.0.0.1:{}", free_port());
     let e = refused(&url, Duration::from_secs(2)).await;
     assert!(matches!(e, Error::Unreachable { .. }), "{e:?}");
+    assert_eq!(e.operation(), Some(lock_core::Operation::Connect));
+    assert_eq!(e.backend_name(), Some("Redis"));
     assert!(e.to_string().contains("refused"), "{e}");
 }
 

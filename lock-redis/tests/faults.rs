@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use conformance_tests::kit::RedisServer;
 use lock_core::{
     AcquireOptions, AcquireOutcome, Acquisition, Error, FencingToken, Guard, Lock, LockName,
-    LockState, LossReason, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
+    LockState, LossReason, Operation, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
 };
 use lock_redis::RedisLock;
 use nix::sys::signal::{Signal, kill};
@@ -89,7 +89,17 @@ async fn a_killed_and_restarted_server_loses_leases_but_not_the_handle_nor_token
     blocking(|| server.kill());
     let started = Instant::now();
     let down = lock.renew(&held, &a, ttl(60_000)).await;
-    assert!(matches!(down, Err(Error::Unreachable { .. })), "{down:?}");
+    assert!(
+        matches!(
+            down,
+            Err(Error::Unreachable {
+                operation: Operation::Renew,
+                backend: "Redis",
+                ..
+            })
+        ),
+        "{down:?}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "took {:?}",
@@ -209,7 +219,9 @@ async fn a_server_paused_past_the_ttl_comes_back_without_the_lease() {
         .collect();
     for task in tasks {
         let got = task.await.unwrap();
-        assert!(matches!(got, Err(Error::Unreachable { .. })), "{got:?}");
+        let e = got.unwrap_err();
+        assert!(matches!(e, Error::Unreachable { .. }), "{e:?}");
+        assert_eq!(e.operation(), Some(Operation::Inspect), "{e}");
     }
     assert!(
         started.elapsed() < Duration::from_millis(2500),

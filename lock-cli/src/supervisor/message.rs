@@ -7,11 +7,14 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ToSupervisor {
     /// Start the command, its lease holding `token` until `deadline`; stop it `grace` before
-    /// then if no later deadline comes. The lease's tie, if any, comes with this message.
+    /// then if no later deadline comes. The lease's tie, if any, comes with this message; the
+    /// command inherits it when `hand_down` (a file tie), else only the supervisor keeps it
+    /// (a Postgres session's socket: the command has no business with it).
     Start {
         token: u64,
         deadline: Deadline,
         grace: Duration,
+        hand_down: bool,
     },
     /// A renewal went through: the lease is good until this.
     Deadline(Deadline),
@@ -54,7 +57,13 @@ impl ToSupervisor {
                 token,
                 deadline,
                 grace,
-            } => format!("start {token} {} {}\n", deadline.0, grace.as_nanos()),
+                hand_down,
+            } => format!(
+                "start {token} {} {} {}\n",
+                deadline.0,
+                grace.as_nanos(),
+                u8::from(*hand_down)
+            ),
             Self::Deadline(d) => format!("deadline {}\n", d.0),
             Self::Signal(s) => format!("signal {s}\n"),
             Self::Stop => "stop\n".into(),
@@ -64,10 +73,15 @@ impl ToSupervisor {
     pub fn parse(line: &str) -> Option<Self> {
         let words: Vec<&str> = line.split_ascii_whitespace().collect();
         Some(match words.as_slice() {
-            ["start", token, deadline, grace] => Self::Start {
+            ["start", token, deadline, grace, hand_down] => Self::Start {
                 token: token.parse().ok()?,
                 deadline: Deadline(deadline.parse().ok()?),
                 grace: Duration::from_nanos(grace.parse().ok()?),
+                hand_down: match *hand_down {
+                    "0" => false,
+                    "1" => true,
+                    _ => return None,
+                },
             },
             ["deadline", d] => Self::Deadline(Deadline(d.parse().ok()?)),
             ["signal", s] => Self::Signal(s.parse().ok()?),
@@ -139,6 +153,13 @@ mod tests {
                 token: u64::MAX,
                 deadline: Deadline(123_456_789),
                 grace: Duration::from_millis(1500),
+                hand_down: true,
+            },
+            ToSupervisor::Start {
+                token: 1,
+                deadline: Deadline(1),
+                grace: Duration::ZERO,
+                hand_down: false,
             },
             ToSupervisor::Deadline(Deadline(0)),
             ToSupervisor::Signal(15),

@@ -38,6 +38,7 @@ pub(super) fn run(socket: UnixStream, name: &str, command: &[OsString]) -> ! {
             token,
             deadline,
             grace,
+            hand_down,
         },
         tie,
     )) = inbox.first()
@@ -45,12 +46,20 @@ pub(super) fn run(socket: UnixStream, name: &str, command: &[OsString]) -> ! {
         // `lock` ended without starting the command (not taken, interrupted): nothing to do.
         std::process::exit(0);
     };
+    if let Some(tie) = tie.as_ref().filter(|_| !hand_down) {
+        // Kept here alone: closed on exec, so the command does not inherit it.
+        let _ = nix::fcntl::fcntl(
+            tie,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
+    }
     let child = std::process::Command::new(&command[0])
         .args(&command[1..])
         .env("LOCK_NAME", name)
         .env("LOCK_FENCING_TOKEN", token.to_string())
-        // Its own process group, so that stopping it stops what it started too. The tie, not
-        // close-on-exec, is inherited: the lease stands until every process holding it is gone.
+        // Its own process group, so that stopping it stops what it started too. A tie handed
+        // down is not close-on-exec, so it is inherited: the lease stands until every process
+        // holding it is gone. The supervisor keeps its own copy until the group is gone.
         .process_group(0)
         .spawn();
     let pid = match child {

@@ -1,5 +1,6 @@
 //! Force release: whoever's lease, and a repair of what this library does not write.
 
+use lock_core::Operation;
 use std::sync::LazyLock;
 
 use lock_core::{Error, LockName, ReleaseOutcome};
@@ -50,12 +51,16 @@ pub(crate) async fn force_release(
         &[&keys.lease, &keys.token, &keys.line, &keys.kept],
         &[&keys.channel],
     );
-    lock.run("force release", name, &keys, call, |answer| {
-        match answer.code()? {
+    lock.run(
+        Operation::ForceRelease,
+        name,
+        &keys,
+        call,
+        |answer| match answer.code()? {
             1 => Ok(ReleaseOutcome::Released),
             0 => Ok(ReleaseOutcome::NotLocked),
             code => Err(answer.unknown(code)),
-        }
-    })
+        },
+    )
     .await
 }

@@ -1,5 +1,6 @@
 //! Inspect: who holds the name, if anyone.
 
+use lock_core::Operation;
 use std::sync::LazyLock;
 
 use lock_core::{Error, LockName, LockState};
@@ -24,12 +25,16 @@ static SCRIPT: LazyLock<Script> = LazyLock::new(|| with_prelude(LUA));
 pub(crate) async fn inspect(lock: &RedisLock, name: &LockName) -> Result<LockState, Error> {
     let keys = lock.keys(name);
     let call = invocation(&SCRIPT, &[&keys.lease], &[]);
-    lock.run("inspect", name, &keys, call, |answer| {
-        match answer.code()? {
+    lock.run(
+        Operation::Inspect,
+        name,
+        &keys,
+        call,
+        |answer| match answer.code()? {
             1 => Ok(LockState::Locked(answer.holder(1)?)),
             0 => Ok(LockState::Open),
             code => Err(answer.unknown(code)),
-        }
-    })
+        },
+    )
     .await
 }

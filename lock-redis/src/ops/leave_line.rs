@@ -1,5 +1,6 @@
 //! Leave the line: the owner's place goes, and the waiters behind it look again.
 
+use lock_core::Operation;
 use std::sync::LazyLock;
 
 use lock_core::{Error, LockName, OwnerId};
@@ -41,11 +42,15 @@ pub(crate) async fn leave_line(
         &[&keys.line, &keys.kept],
         &[owner.as_str(), &keys.channel],
     );
-    lock.run("leave line", name, &keys, call, |answer| {
-        match answer.code()? {
+    lock.run(
+        Operation::LeaveLine,
+        name,
+        &keys,
+        call,
+        |answer| match answer.code()? {
             0 | 1 => Ok(()),
             code => Err(answer.unknown(code)),
-        }
-    })
+        },
+    )
     .await
 }

@@ -1,5 +1,6 @@
 //! Release: the owner's live lease only; the waiters are told.
 
+use lock_core::Operation;
 use std::sync::LazyLock;
 
 use lock_core::{Error, LockName, OwnerId, ReleaseOutcome};
@@ -34,13 +35,17 @@ pub(crate) async fn release(
 ) -> Result<ReleaseOutcome, Error> {
     let keys = lock.keys(name);
     let call = invocation(&SCRIPT, &[&keys.lease], &[owner.as_str(), &keys.channel]);
-    lock.run("release", name, &keys, call, |answer| {
-        match answer.code()? {
+    lock.run(
+        Operation::Release,
+        name,
+        &keys,
+        call,
+        |answer| match answer.code()? {
             1 => Ok(ReleaseOutcome::Released),
             2 => Ok(ReleaseOutcome::NotOwner),
             0 => Ok(ReleaseOutcome::NotLocked),
             code => Err(answer.unknown(code)),
-        }
-    })
+        },
+    )
     .await
 }

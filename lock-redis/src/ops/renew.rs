@@ -1,5 +1,6 @@
 //! Renew: the owner's live lease only.
 
+use lock_core::Operation;
 use std::sync::LazyLock;
 
 use lock_core::{Error, LockName, OwnerId, RenewOutcome, Ttl};
@@ -33,7 +34,7 @@ pub(crate) async fn renew(
     let keys = lock.keys(name);
     let ms = ttl.as_millis().to_string();
     let call = invocation(&SCRIPT, &[&keys.lease], &[owner.as_str(), &ms]);
-    lock.run("renew", name, &keys, call, |answer| {
+    lock.run(Operation::Renew, name, &keys, call, |answer| {
         match answer.code()? {
             1 => Ok(RenewOutcome::Renewed(lease(
                 name,

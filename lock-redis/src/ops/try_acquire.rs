@@ -1,5 +1,6 @@
 //! Try acquire: grants an open name with a new token, the holder's own with the same one.
 
+use lock_core::Operation;
 use std::sync::LazyLock;
 
 use lock_core::{AcquireOutcome, Error, LockName, OwnerId, Ttl};
@@ -37,8 +38,12 @@ pub(crate) async fn try_acquire(
     let keys = lock.keys(name);
     let ms = ttl.as_millis().to_string();
     let call = invocation(&SCRIPT, &[&keys.lease, &keys.token], &[owner.as_str(), &ms]);
-    lock.run("try acquire", name, &keys, call, |answer| {
-        match answer.code()? {
+    lock.run(
+        Operation::TryAcquire,
+        name,
+        &keys,
+        call,
+        |answer| match answer.code()? {
             1 => Ok(AcquireOutcome::Acquired(lease(
                 name,
                 owner,
@@ -47,7 +52,7 @@ pub(crate) async fn try_acquire(
             ))),
             0 => Ok(AcquireOutcome::Held(answer.holder(1)?)),
             code => Err(answer.unknown(code)),
-        }
-    })
+        },
+    )
     .await
 }

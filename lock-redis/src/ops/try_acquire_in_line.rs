@@ -1,5 +1,6 @@
 //! Try acquire in line: as a plain try, for a waiter that keeps its place in the name's line.
 
+use lock_core::Operation;
 use std::sync::LazyLock;
 
 use std::time::Duration;
@@ -87,7 +88,7 @@ pub(crate) async fn try_acquire_in_line(
         &[owner.as_str(), &ms, &patience],
     );
     lock.run(
-        "try acquire in line",
+        Operation::TryAcquireInLine,
         name,
         &keys,
         call,
