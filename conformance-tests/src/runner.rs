@@ -62,10 +62,7 @@ fn run_trial(
         let location = setup.location();
         let capabilities = setup.connect(&location).await.capabilities();
         if let Some(need) = case.missing(capabilities) {
-            return Ok(Completion::ignored_with(format!(
-                "the backend lacks `{}`",
-                need.name()
-            )));
+            return Ok(Completion::ignored_with(need.reason()));
         }
         let suite = Suite::new(setup, location, capabilities, case.name, prefix);
         (case.body)(&suite).await;

@@ -69,6 +69,8 @@ pub enum Need {
     FairLine,
     /// [`Capabilities::holder_tie`].
     HolderTie,
+    /// No [`Capabilities::holder_tie`]: a tie, if the backend gives one, only keeps a lease.
+    NoHolderTie,
 }
 
 impl Need {
@@ -83,6 +85,7 @@ impl Need {
             Need::OwnerOnAnyHandle => c.owner_on_any_handle,
             Need::FairLine => c.fair_line,
             Need::HolderTie => c.holder_tie,
+            Need::NoHolderTie => !c.holder_tie,
         }
     }
 
@@ -95,7 +98,15 @@ impl Need {
             Need::CrossProcess => "cross_process",
             Need::OwnerOnAnyHandle => "owner_on_any_handle",
             Need::FairLine => "fair_line",
-            Need::HolderTie => "holder_tie",
+            Need::HolderTie | Need::NoHolderTie => "holder_tie",
+        }
+    }
+
+    /// Why a case that needs this does not run on a backend without it.
+    pub fn reason(self) -> String {
+        match self {
+            Need::NoHolderTie => "the backend has `holder_tie`: the tie cases apply".to_owned(),
+            need => format!("the backend lacks `{}`", need.name()),
         }
     }
 }
@@ -171,6 +182,10 @@ pub const CASES: &[Case] = &[
     case!(tie::renewal_and_reacquisition_keep_the_tie, HolderTie),
     case!(tie::a_tied_lease_still_lapses_at_its_ttl, HolderTie),
     case!(tie::a_tie_needs_a_live_lease_of_its_owner, HolderTie),
+    case!(
+        tie::a_tie_without_holder_tie_only_keeps_the_lease,
+        NoHolderTie
+    ),
 ];
 
 /// The case named `name`.

@@ -83,3 +83,21 @@ pub async fn a_tie_needs_a_live_lease_of_its_owner(s: &Suite) {
     drop(b.tie(&name).await.expect("the holder's own tie"));
     assert_eq!(a.inspect(&name).await, LockState::Open);
 }
+
+/// tie, without holder_tie: a tie, if the backend gives one, only keeps the lease; closing it
+/// while the handle lives ends nothing: the holder, its token, its renewal and its release are
+/// as before.
+pub async fn a_tie_without_holder_tie_only_keeps_the_lease(s: &Suite) {
+    let [a, b] = s.clients().await;
+    let name = s.name("n");
+    let lease = acquired(a.acquire(&name, ttl(LONG)).await);
+    drop(a.tie(&name).await);
+    let holder = held(b.acquire(&name, ttl(LONG)).await);
+    assert_eq!((holder.owner, holder.token), (a.owner.clone(), lease.token));
+    assert!(matches!(
+        a.renew(&name, ttl(LONG)).await,
+        RenewOutcome::Renewed(_)
+    ));
+    assert_eq!(a.release(&name).await, ReleaseOutcome::Released);
+    acquired(b.acquire(&name, ttl(LONG)).await);
+}
