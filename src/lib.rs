@@ -9,9 +9,9 @@ pub use lock_core::{
 };
 // The trait, its types and errors.
 pub use lock_core::{
-    AcquireOutcome, BoxError, Capabilities, Error, FencingToken, Holder, HolderTie, InvalidInput,
-    Lease, Lock, LockName, LockState, MAX_NAME_BYTES, MAX_OWNER_BYTES, MemoryLock, Operation,
-    OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, BoxError, Capabilities, Claim, Error, FencingToken, Holder, HolderTie, Holders,
+    InvalidInput, Kind, Lease, Lock, LockName, LockState, MAX_NAME_BYTES, MAX_OWNER_BYTES,
+    MemoryLock, Operation, OwnerId, Permits, ReleaseOutcome, RenewOutcome, SHARED_CAPACITY, Ttl,
 };
 // For backend authors.
 pub use lock_core::raw;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use lock_core::{Acquisition, LockName, OwnerId, ReleaseOutcome, Ttl, Wait};
+use lock_core::{Acquisition, Claim, LockName, OwnerId, ReleaseOutcome, Ttl, Wait};
 use nix::time::{ClockId, clock_gettime};
 
 use crate::suite::{Setup, Suite};
@@ -196,9 +196,13 @@ impl Worker {
         let counter = counter_path(&self.dir);
         let mut record = String::new();
         for _ in 0..CYCLES {
-            let lease = match lock_core::acquire(&*lock, &self.name, &owner, ttl, Wait::Forever)
-                .await
-                .expect("acquire")
+            let lease = match lock_core::acquire(
+                &*lock,
+                Claim::new(&self.name, &owner, ttl),
+                Wait::Forever,
+            )
+            .await
+            .expect("acquire")
             {
                 Acquisition::Acquired(lease) => lease,
                 other => panic!("waiting forever ended with {other:?}"),

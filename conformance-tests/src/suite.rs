@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lock_core::raw::InLineOutcome;
 use lock_core::{
-    AcquireOutcome, Acquisition, Capabilities, HolderTie, Lease, Lock, LockName, LockState,
-    OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
+    AcquireOutcome, Acquisition, Capabilities, Claim, HolderTie, Kind, Lease, Lock, LockName,
+    LockState, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
 };
 
 /// How the suite reaches a backend. Implement it once per backend; `suite!` does the rest.
@@ -141,7 +141,7 @@ impl Client {
     /// Try acquire; panics on a backend error.
     pub async fn acquire(&self, name: &LockName, ttl: Ttl) -> AcquireOutcome {
         self.lock
-            .try_acquire(name, &self.owner, ttl)
+            .try_acquire(Claim::new(name, &self.owner, ttl))
             .await
             .expect("try_acquire")
     }
@@ -149,9 +149,50 @@ impl Client {
     /// Try acquire in line, keeping a place for `patience`; panics on a backend error.
     pub async fn in_line(&self, name: &LockName, ttl: Ttl, patience: Duration) -> InLineOutcome {
         self.lock
-            .try_acquire_in_line(name, &self.owner, ttl, patience)
+            .try_acquire_in_line(Claim::new(name, &self.owner, ttl), patience)
             .await
             .expect("try_acquire_in_line")
+    }
+
+    /// Try acquire a lease of `kind`: the answer, or the error (a kind mismatch, say).
+    pub async fn claim(
+        &self,
+        name: &LockName,
+        ttl: Ttl,
+        kind: Kind,
+    ) -> Result<AcquireOutcome, lock_core::Error> {
+        let claim = Claim::new(name, &self.owner, ttl).with_kind(kind);
+        self.lock.try_acquire(claim).await
+    }
+
+    /// Try acquire a lease of `kind` in line, keeping a place for `patience`; panics on a
+    /// backend error.
+    pub async fn claim_in_line(
+        &self,
+        name: &LockName,
+        ttl: Ttl,
+        kind: Kind,
+        patience: Duration,
+    ) -> InLineOutcome {
+        let claim = Claim::new(name, &self.owner, ttl).with_kind(kind);
+        self.lock
+            .try_acquire_in_line(claim, patience)
+            .await
+            .expect("try_acquire_in_line")
+    }
+
+    /// Acquire a lease of `kind` with wait; panics on a backend error.
+    pub async fn wait_for(
+        &self,
+        name: &LockName,
+        ttl: Ttl,
+        kind: Kind,
+        wait: Wait,
+    ) -> Acquisition<Lease> {
+        let claim = Claim::new(name, &self.owner, ttl).with_kind(kind);
+        lock_core::acquire(&*self.lock, claim, wait)
+            .await
+            .expect("acquire with wait")
     }
 
     /// Leave the line; panics on a backend error.
@@ -182,7 +223,7 @@ impl Client {
 
     /// Acquire with wait; panics on a backend error.
     pub async fn wait(&self, name: &LockName, ttl: Ttl, wait: Wait) -> Acquisition<Lease> {
-        lock_core::acquire(&*self.lock, name, &self.owner, ttl, wait)
+        lock_core::acquire(&*self.lock, Claim::new(name, &self.owner, ttl), wait)
             .await
             .expect("acquire with wait")
     }

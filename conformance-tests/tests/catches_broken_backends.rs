@@ -11,7 +11,7 @@ use std::time::Duration;
 use conformance_tests::{Setup, cases, run_case};
 use lock_core::raw::{ChangeFuture, InLineOutcome, async_trait};
 use lock_core::{
-    AcquireOutcome, Capabilities, Error, FencingToken, HolderTie, Lock, LockName, LockState,
+    AcquireOutcome, Capabilities, Claim, Error, FencingToken, HolderTie, Lock, LockName, LockState,
     MemoryLock, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
 };
 
@@ -50,7 +50,9 @@ impl Lock for Broken {
 
     async fn tie(&self, name: &LockName, owner: &OwnerId) -> Result<Option<HolderTie>, Error> {
         match self.inner.inspect(name).await? {
-            LockState::Locked(h) if h.owner == *owner && self.bug == Bug::TieHoldsNothing => {
+            LockState::Locked(hs)
+                if hs.first().owner == *owner && self.bug == Bug::TieHoldsNothing =>
+            {
                 let fd = std::fs::File::open("/dev/null").expect("/dev/null");
                 Ok(Some(HolderTie::from_fd(fd.into())))
             }
@@ -58,17 +60,13 @@ impl Lock for Broken {
         }
     }
 
-    async fn try_acquire(
-        &self,
-        name: &LockName,
-        owner: &OwnerId,
-        ttl: Ttl,
-    ) -> Result<AcquireOutcome, Error> {
+    async fn try_acquire(&self, claim: Claim<'_>) -> Result<AcquireOutcome, Error> {
+        let name = claim.name;
         if self.bug == Bug::ReadThenWrite && self.inner.inspect(name).await? == LockState::Open {
             tokio::time::sleep(Duration::from_millis(20)).await;
             self.inner.force_release(name).await?;
         }
-        match self.inner.try_acquire(name, owner, ttl).await? {
+        match self.inner.try_acquire(claim).await? {
             AcquireOutcome::Acquired(mut lease) if self.bug == Bug::FlatTokens => {
                 lease.token = FencingToken::new(1).unwrap();
                 Ok(AcquireOutcome::Acquired(lease))
@@ -79,17 +77,13 @@ impl Lock for Broken {
 
     async fn try_acquire_in_line(
         &self,
-        name: &LockName,
-        owner: &OwnerId,
-        ttl: Ttl,
+        claim: Claim<'_>,
         patience: Duration,
     ) -> Result<InLineOutcome, Error> {
         if self.bug == Bug::NoLine {
-            return Ok(self.inner.try_acquire(name, owner, ttl).await?.into());
+            return Ok(self.inner.try_acquire(claim).await?.into());
         }
-        self.inner
-            .try_acquire_in_line(name, owner, ttl, patience)
-            .await
+        self.inner.try_acquire_in_line(claim, patience).await
     }
 
     async fn leave_line(&self, name: &LockName, owner: &OwnerId) -> Result<(), Error> {
@@ -105,7 +99,7 @@ impl Lock for Broken {
         if self.bug == Bug::RenewAnyOwner
             && let LockState::Locked(h) = self.inner.inspect(name).await?
         {
-            return self.inner.renew(name, &h.owner, ttl).await;
+            return self.inner.renew(name, &h.first().owner, ttl).await;
         }
         self.inner.renew(name, owner, ttl).await
     }

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use conformance_tests::{Setup, async_trait};
 use lock_core::{
-    AcquireOutcome, Capabilities, Error, FencingToken, Holder, Lease, Lock, LockName, LockState,
-    OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Capabilities, Claim, Error, FencingToken, Holder, Holders, Kind, Lease, Lock,
+    LockName, LockState, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
 };
 
 /// A name's state: the last token handed out, and the lease if any.
@@ -61,12 +61,11 @@ impl Lock for TableLock {
         }
     }
 
-    async fn try_acquire(
-        &self,
-        name: &LockName,
-        owner: &OwnerId,
-        ttl: Ttl,
-    ) -> Result<AcquireOutcome, Error> {
+    /// Exclusive leases only: no `permits` or `shared` in its capabilities, so another kind
+    /// is refused here as the layer above refuses it before calling.
+    async fn try_acquire(&self, claim: Claim<'_>) -> Result<AcquireOutcome, Error> {
+        self.capabilities().check(claim.kind)?;
+        let (name, owner, ttl) = (claim.name, claim.owner, claim.ttl);
         Ok(self.with(name, |e, now| {
             if let Some(holder) = e.live(now).filter(|o| *o != owner) {
                 let until = e.lease.as_ref().expect("live").1;
@@ -74,18 +73,14 @@ impl Lock for TableLock {
                     owner: holder.clone(),
                     token: token(e.last_token),
                     expires_in: Some(until - now),
+                    kind: Kind::Exclusive,
                 });
             }
             if e.live(now).is_none() {
                 e.last_token += 1;
             }
             e.lease = Some((owner.clone(), now + ttl.duration()));
-            AcquireOutcome::Acquired(Lease {
-                name: name.clone(),
-                owner: owner.clone(),
-                token: token(e.last_token),
-                ttl,
-            })
+            AcquireOutcome::Acquired(claim.lease(token(e.last_token)))
         }))
     }
 
@@ -105,6 +100,7 @@ impl Lock for TableLock {
                 owner: owner.clone(),
                 token: token(e.last_token),
                 ttl,
+                kind: Kind::Exclusive,
             })
         }))
     }
@@ -132,11 +128,12 @@ impl Lock for TableLock {
 
     async fn inspect(&self, name: &LockName) -> Result<LockState, Error> {
         Ok(self.with(name, |e, now| match e.live(now) {
-            Some(owner) => LockState::Locked(Holder {
+            Some(owner) => LockState::Locked(Holders::one(Holder {
                 owner: owner.clone(),
                 token: token(e.last_token),
                 expires_in: e.lease.as_ref().map(|(_, until)| *until - now),
-            }),
+                kind: Kind::Exclusive,
+            })),
             None => LockState::Open,
         }))
     }

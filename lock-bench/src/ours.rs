@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use lock::{
-    AcquireOptions, AcquireOutcome, Acquisition, Guard, Lock, LockName, OwnerId, ReleaseOutcome,
-    Ttl, Wait,
+    AcquireOptions, AcquireOutcome, Acquisition, Claim, Guard, Lock, LockName, OwnerId,
+    ReleaseOutcome, Ttl, Wait,
 };
 
 use crate::Res;
@@ -44,7 +44,7 @@ impl Side for TraitCycle {
         Box::pin(async move {
             match self
                 .lock
-                .try_acquire(&self.name, &self.owner, self.ttl)
+                .try_acquire(Claim::new(&self.name, &self.owner, self.ttl))
                 .await?
             {
                 AcquireOutcome::Acquired(_) => {}

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use lock::{Acquisition, Lock, LockState, ReleaseOutcome, RenewOutcome, Wait};
+use lock::{Acquisition, Claim, Lock, LockState, ReleaseOutcome, RenewOutcome, Wait};
 
 use crate::args::{Cli, Command};
 use crate::report::{EXIT_USAGE, Outcome, Report};
@@ -112,7 +112,7 @@ async fn execute(
         Command::Acquire(a) => {
             let name = &a.lock.name;
             let wait = a.wait.map_or(Wait::No, Wait::For);
-            let acquisition = lock::acquire(&*lock, name, &a.owner, a.ttl, wait).await;
+            let acquisition = lock::acquire(&*lock, Claim::new(name, &a.owner, a.ttl), wait).await;
             match acquisition.map(Acquisition::into_result) {
                 Ok(Ok(lease)) => Report::new(name, Outcome::Acquired).lease(&lease),
                 Ok(Err(not)) if not.timed_out => {
@@ -146,7 +146,7 @@ async fn execute(
             }
         }
         Command::Status(a) => match lock.inspect(&a.name).await {
-            Ok(LockState::Locked(h)) => Report::new(&a.name, Outcome::Locked).holder(&h),
+            Ok(LockState::Locked(h)) => Report::new(&a.name, Outcome::Locked).holder(h.first()),
             Ok(_) => Report::new(&a.name, Outcome::Open),
             Err(e) => Report::error(Some(&a.name), &e),
         },

@@ -29,7 +29,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
-use lock::{AcquireOutcome, Lock, LockName, LockState, OwnerId, ReleaseOutcome, Ttl};
+use lock::{AcquireOutcome, Claim, Lock, LockName, LockState, OwnerId, ReleaseOutcome, Ttl};
 use lock_testkit::{PostgresServer, RedisServer, Shared, free_port};
 use serde_json::Value;
 
@@ -146,7 +146,7 @@ impl Bed {
         let owner = OwnerId::new(SENTINEL_OWNER).unwrap();
         let ttl = Ttl::from_millis(600_000).unwrap();
         let acquired = runtime()
-            .block_on(lock.try_acquire(&LockName::new(SENTINEL).unwrap(), &owner, ttl))
+            .block_on(lock.try_acquire(Claim::new(&LockName::new(SENTINEL).unwrap(), &owner, ttl)))
             .unwrap();
         let AcquireOutcome::Acquired(sentinel) = acquired else {
             panic!("{kind:?}: the sentinel is taken: {acquired:?}")
@@ -224,7 +224,8 @@ impl Bed {
         let name = LockName::new(SENTINEL).unwrap();
         match runtime().block_on(self.lock.inspect(&name)) {
             Ok(LockState::Locked(h))
-                if h.owner == self.sentinel.owner && h.token == self.sentinel.token => {}
+                if h.first().owner == self.sentinel.owner
+                    && h.first().token == self.sentinel.token => {}
             other => panic!("{label} [{:?}]: the sentinel changed: {other:?}", self.kind),
         }
     }
@@ -1011,7 +1012,7 @@ fn a_closed_stdout_or_stderr_is_no_panic() {
         .block_on(bed.lock.inspect(&LockName::new("piped").unwrap()))
         .unwrap();
     assert!(
-        matches!(&piped, LockState::Locked(h) if h.owner.as_str() == "p"),
+        matches!(&piped, LockState::Locked(h) if h.first().owner.as_str() == "p"),
         "{piped:?}"
     );
     // `run` speaks on stderr: that it waits, that the lock is held, how it ended.

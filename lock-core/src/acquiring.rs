@@ -126,6 +126,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::Claim;
     use crate::raw::InLineOutcome;
     use crate::{AcquireOptions, LockState, MemoryLock, Ttl, Wait};
 
@@ -138,7 +139,7 @@ mod tests {
     /// `a` holds the name for an hour and `b` waits for it, standing in line.
     async fn waiting_behind(lock: &Arc<MemoryLock>, a: &OwnerId, b: OwnerId) -> Acquiring {
         let ttl = Ttl::from_millis(3_600_000).unwrap();
-        lock.try_acquire(&job(), a, ttl).await.unwrap();
+        lock.try_acquire(Claim::new(&job(), a, ttl)).await.unwrap();
         let options = AcquireOptions::new().owner(b).wait(Wait::Forever);
         let mut acquiring = Guard::acquire(lock.clone(), job(), options);
         let early = tokio::time::timeout(Duration::from_millis(50), &mut acquiring).await;
@@ -149,12 +150,12 @@ mod tests {
     /// `c` stands in line, `a` releases: `c` is handed the name, so no one stands ahead.
     async fn assert_first_in_line_after(lock: &MemoryLock, a: &OwnerId, c: &OwnerId) {
         let ttl = Ttl::from_millis(3_600_000).unwrap();
-        lock.try_acquire_in_line(&job(), c, ttl, HOUR)
+        lock.try_acquire_in_line(Claim::new(&job(), c, ttl), HOUR)
             .await
             .unwrap();
         lock.release(&job(), a).await.unwrap();
         let next = lock
-            .try_acquire_in_line(&job(), c, ttl, HOUR)
+            .try_acquire_in_line(Claim::new(&job(), c, ttl), HOUR)
             .await
             .unwrap();
         assert!(
@@ -187,13 +188,8 @@ mod tests {
                     ..self.0.capabilities()
                 }
             }
-            async fn try_acquire(
-                &self,
-                n: &LockName,
-                o: &OwnerId,
-                t: Ttl,
-            ) -> Result<crate::AcquireOutcome, Error> {
-                self.0.try_acquire(n, o, t).await
+            async fn try_acquire(&self, c: Claim<'_>) -> Result<crate::AcquireOutcome, Error> {
+                self.0.try_acquire(c).await
             }
             async fn renew(
                 &self,
@@ -253,7 +249,7 @@ mod tests {
         use std::sync::Mutex;
         let lock = Arc::new(MemoryLock::new());
         let a = OwnerId::random();
-        lock.try_acquire(&job(), &a, Ttl::from_millis(300).unwrap())
+        lock.try_acquire(Claim::new(&job(), &a, Ttl::from_millis(300).unwrap()))
             .await
             .unwrap();
         let said = Arc::new(Mutex::new(Vec::new()));
@@ -280,7 +276,7 @@ mod tests {
         let lock = Arc::new(MemoryLock::new());
         let a = OwnerId::random();
         let ttl = Ttl::from_millis(3_600_000).unwrap();
-        lock.try_acquire(&job(), &a, ttl).await.unwrap();
+        lock.try_acquire(Claim::new(&job(), &a, ttl)).await.unwrap();
         let options = AcquireOptions::new().owner(a);
         Guard::acquire(lock.clone(), job(), options.clone())
             .cancel()

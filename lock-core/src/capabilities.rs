@@ -27,4 +27,36 @@ pub struct Capabilities {
     /// without it may still give a tie that only keeps a lease alive: see
     /// [`Lock::tie`](crate::Lock::tie).)
     pub holder_tie: bool,
+    /// Semaphores: claims of [`Kind::Permit`](crate::Kind::Permit), at most N holders at once,
+    /// each with its own lease and token. Without it, such a claim is refused with
+    /// [`InvalidInput::KindUnsupported`](crate::InvalidInput::KindUnsupported) before anything is
+    /// sent.
+    pub permits: bool,
+    /// Reader-writer locks: claims of [`Kind::Shared`](crate::Kind::Shared) beside exclusive
+    /// ones. Without it, a shared claim is refused as for `permits`.
+    pub shared: bool,
+}
+
+impl Capabilities {
+    /// Whether a claim of `kind` can be sent to this backend: exclusive claims always can.
+    pub fn offers(&self, kind: crate::Kind) -> bool {
+        match kind.normalized() {
+            crate::Kind::Exclusive => true,
+            crate::Kind::Shared => self.shared,
+            crate::Kind::Permit(_) => self.permits,
+        }
+    }
+
+    /// `Ok` when [`offers`](Self::offers) says so, else the typed refusal a caller returns
+    /// before sending anything.
+    ///
+    /// # Errors
+    /// [`InvalidInput::KindUnsupported`](crate::InvalidInput::KindUnsupported).
+    pub fn check(&self, kind: crate::Kind) -> Result<(), crate::Error> {
+        if self.offers(kind) {
+            Ok(())
+        } else {
+            Err(crate::InvalidInput::KindUnsupported { kind }.into())
+        }
+    }
 }

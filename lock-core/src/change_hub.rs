@@ -126,6 +126,30 @@ impl ChangeHub {
         woke_first
     }
 
+    /// Wakes the plain waiters of `key` and, of those waiting for their turn, only the owners
+    /// in `served`: the waiters at the front of the line that the freed room can serve (see
+    /// [`servable`](crate::raw::servable)). An empty `served` wakes no turn.
+    pub fn notify_turns<'a>(&self, key: &str, served: impl IntoIterator<Item = &'a str>) {
+        let mut keys = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = keys.senders.get(key)
+            && !wake(tx)
+        {
+            keys.senders.remove(key);
+        }
+        if let Some(owners) = keys.turns.get_mut(key) {
+            for owner in served {
+                if let Some(tx) = owners.get(owner)
+                    && !wake(tx)
+                {
+                    owners.remove(owner);
+                }
+            }
+            if owners.is_empty() {
+                keys.turns.remove(key);
+            }
+        }
+    }
+
     /// Wakes every waiter of every key.
     pub fn notify_all(&self) {
         let keys = self.inner.lock().unwrap_or_else(|e| e.into_inner());

@@ -52,10 +52,46 @@ pub enum InvalidInput {
         /// The lease's ttl.
         ttl: Duration,
     },
+    /// A number of permits that is not a whole number from 1 to 10,000.
+    #[error("permits {given:?} is not a whole number from 1 to 10000")]
+    PermitsOutOfRange {
+        /// The value as given.
+        given: String,
+    },
+    /// A claim whose kind does not match the name's live leases: another number of permits,
+    /// permits on a name held exclusively or shared, a shared or exclusive claim on a
+    /// semaphore, or an owner asking again with another kind than the lease it holds.
+    /// Nothing changed; the name's kind is free again once no lease on it is live.
+    #[error("lock {name:?} is held {held_as}; a claim {} cannot join it (ask for the same kind, or wait until no lease is live)", asked_words(*.asked))]
+    KindMismatch {
+        /// The lock's name.
+        name: String,
+        /// How the name (or, for an owner asking again, its own lease) is held.
+        held_as: crate::Kind,
+        /// What the claim asked for.
+        asked: crate::Kind,
+    },
+    /// A claim of a kind the backend does not offer (see
+    /// [`Capabilities::permits`](crate::Capabilities::permits) and
+    /// [`Capabilities::shared`](crate::Capabilities::shared)). Nothing was sent.
+    #[error("this backend does not offer {} leases", .kind.as_str())]
+    KindUnsupported {
+        /// What the claim asked for.
+        kind: crate::Kind,
+    },
     /// A configuration value (URL, option) that cannot be used. The message never holds a
     /// password.
     #[error("{0}")]
     Config(String),
+}
+
+/// A claim's kind in the words of a mismatch: `for 1 permit (exclusive)`, `shared`.
+fn asked_words(kind: crate::Kind) -> String {
+    match kind.normalized() {
+        crate::Kind::Exclusive => "for 1 permit (exclusive)".to_owned(),
+        crate::Kind::Shared => "for a shared lease".to_owned(),
+        crate::Kind::Permit(n) => format!("for a semaphore of {n} permits"),
+    }
 }
 
 /// The [`Lock`](crate::Lock) operation an error happened in, as a field of

@@ -9,8 +9,8 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::wait::{SayWaiting, acquire_timed};
 use crate::{
-    Acquiring, Acquisition, Error, FencingToken, Holder, HolderTie, InvalidInput, Lease, Lock,
-    LockName, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
+    Acquiring, Acquisition, Claim, Error, FencingToken, Holder, HolderTie, InvalidInput, Kind,
+    Lease, Lock, LockName, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
 };
 
 /// Called when an acquisition starts to wait: with the holder, or `None` when the name is open
@@ -26,6 +26,7 @@ pub struct AcquireOptions {
     owner: Option<OwnerId>,
     renew_every: Option<Duration>,
     tie: bool,
+    kind: Kind,
     on_waiting: Option<OnWaiting>,
 }
 
@@ -37,6 +38,7 @@ impl std::fmt::Debug for AcquireOptions {
             .field("owner", &self.owner)
             .field("renew_every", &self.renew_every)
             .field("tie", &self.tie)
+            .field("kind", &self.kind)
             .finish_non_exhaustive()
     }
 }
@@ -49,14 +51,15 @@ impl Default for AcquireOptions {
             owner: None,
             renew_every: None,
             tie: true,
+            kind: Kind::Exclusive,
             on_waiting: None,
         }
     }
 }
 
 impl AcquireOptions {
-    /// Defaults: ttl 30 s, wait forever, a fresh random owner, renewal every ttl/3, the lease
-    /// tied to this process where the backend can.
+    /// Defaults: an exclusive lease, ttl 30 s, wait forever, a fresh random owner, renewal
+    /// every ttl/3, the lease tied to this process where the backend can.
     pub fn new() -> Self {
         Self::default()
     }
@@ -64,6 +67,14 @@ impl AcquireOptions {
     /// The lease's ttl.
     pub fn ttl(mut self, ttl: Ttl) -> Self {
         self.ttl = ttl;
+        self
+    }
+
+    /// How the lease holds the name: [`Kind::Shared`] for a reader, [`Kind::permit`] for one
+    /// of N permits; exclusive by default. A guard of any kind renews and reports its loss the
+    /// same way.
+    pub fn kind(mut self, kind: Kind) -> Self {
+        self.kind = kind.normalized();
         self
     }
 
@@ -191,8 +202,9 @@ impl Guard {
     /// [cancelled](Acquiring::cancel) before its end.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a renewal interval that is zero or not below the ttl
-    /// (before the backend is touched); otherwise the backend's error. A tie that fails after
+    /// [`Error::InvalidInput`] for a renewal interval that is zero or not below the ttl, or a
+    /// kind the backend does not offer (before the backend is touched), or a kind that does
+    /// not match the name's live leases; otherwise the backend's error. A tie that fails after
     /// the grant releases the lease again, best effort, before the error is returned.
     pub fn acquire(lock: Arc<dyn Lock>, name: LockName, options: AcquireOptions) -> Acquiring {
         let owner = options.owner.clone().unwrap_or_else(OwnerId::random);
@@ -216,8 +228,8 @@ impl Guard {
             .into());
         }
         let on_waiting = options.on_waiting.as_deref();
-        let (acquisition, sent) =
-            acquire_timed(&*lock, &name, &owner, ttl, options.wait, on_waiting).await?;
+        let claim = Claim::new(&name, &owner, ttl).with_kind(options.kind);
+        let (acquisition, sent) = acquire_timed(&*lock, claim, options.wait, on_waiting).await?;
         Ok(match acquisition {
             Acquisition::Acquired(lease) => {
                 let tie = if options.tie && lock.capabilities().holder_tie {
@@ -420,6 +432,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
+    use crate::Claim;
     use crate::{AcquireOutcome, Capabilities, LockState, MemoryLock};
 
     const WORKS: u8 = 0;
@@ -438,13 +451,8 @@ mod tests {
         fn capabilities(&self) -> Capabilities {
             self.inner.capabilities()
         }
-        async fn try_acquire(
-            &self,
-            n: &LockName,
-            o: &OwnerId,
-            t: Ttl,
-        ) -> Result<AcquireOutcome, Error> {
-            self.inner.try_acquire(n, o, t).await
+        async fn try_acquire(&self, c: Claim<'_>) -> Result<AcquireOutcome, Error> {
+            self.inner.try_acquire(c).await
         }
         async fn renew(&self, n: &LockName, o: &OwnerId, t: Ttl) -> Result<RenewOutcome, Error> {
             match self.renew.load(Ordering::SeqCst) {

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 
 use crate::raw::InLineOutcome;
 use crate::{
-    AcquireOutcome, Capabilities, Error, HolderTie, LockName, LockState, OwnerId, ReleaseOutcome,
-    RenewOutcome, Ttl,
+    AcquireOutcome, Capabilities, Claim, Error, HolderTie, LockName, LockState, OwnerId,
+    ReleaseOutcome, RenewOutcome, Ttl,
 };
 
 /// A future that completes when a watched name may have changed (see [`Lock::watch`]).
@@ -20,8 +20,15 @@ pub type ChangeFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 ///
 /// Dyn-compatible: share one `Arc<dyn Lock>` across tasks. Every operation is atomic on the
 /// backend, with no read-then-write window in which another client can slip in; racing try
-/// acquires on an open name have exactly one winner. Inputs are the checked types
-/// ([`LockName`], [`OwnerId`], [`Ttl`]), so bad input is refused before a backend is touched.
+/// acquires on an open name have exactly one winner (on a semaphore of N, at most N). Inputs
+/// are the checked types ([`Claim`], [`LockName`], [`OwnerId`], [`Ttl`]), so bad input is
+/// refused before a backend is touched.
+///
+/// One model covers exclusive locks, reader-writer locks and semaphores: every lease takes a
+/// [weight](crate::Kind::weight) of its name's [capacity](crate::Kind::capacity), and the plain exclusive
+/// lock is the case of one lease taking all of it. A backend written for the exclusive lock
+/// alone keeps working as one: it leaves [`Capabilities::permits`] and
+/// [`Capabilities::shared`] false, and is never sent another kind.
 ///
 /// Most code does not call these directly but goes through [`Guard::acquire`](crate::Guard::acquire)
 /// or [`acquire`](crate::acquire), which add waiting and renewal. A new backend proves it keeps
@@ -31,23 +38,32 @@ pub trait Lock: Send + Sync + fmt::Debug {
     /// What this backend offers beyond the five operations.
     fn capabilities(&self) -> Capabilities;
 
-    /// Takes the lease on `name` for `owner` if no one else holds it [seed: `lock`].
+    /// Takes a lease on `claim.name` for `claim.owner`, of `claim.kind`, if the name has room
+    /// for it [seed: `lock`].
+    ///
+    /// A name has room while the [weights](crate::Kind::weight) of its live leases plus the claim's
+    /// stay within its [capacity](crate::Kind::capacity): an exclusive lease alone, shared leases
+    /// together, at most N permits of a semaphore. A backend without
+    /// [`Capabilities::permits`] or [`Capabilities::shared`] is only sent the claims it
+    /// offers ([`Capabilities::check`]); it refuses the others the same way.
     ///
     /// # Behavior
-    /// - no live lease: [`AcquireOutcome::Acquired`] with a new fencing token, higher than every
-    ///   token handed out for this name before; held by `owner` until now + `ttl`.
-    /// - a live lease of another owner: [`AcquireOutcome::Held`] with its owner, token and time
-    ///   left; nothing changes.
-    /// - a live lease of `owner`: [`AcquireOutcome::Acquired`] with the same token (an
-    ///   idempotent retry); expiry moves to now + `ttl`.
-    async fn try_acquire(
-        &self,
-        name: &LockName,
-        owner: &OwnerId,
-        ttl: Ttl,
-    ) -> Result<AcquireOutcome, Error>;
+    /// - room for the claim: [`AcquireOutcome::Acquired`] with a new fencing token, higher than
+    ///   every token handed out for this name before (over every kind and every permit); held
+    ///   by `owner` until now + `ttl`, beside the other live leases.
+    /// - no room (another owner's exclusive lease, an exclusive claim beside live shared
+    ///   leases, every permit taken): [`AcquireOutcome::Held`] with the holder whose lease
+    ///   runs out first; nothing changes.
+    /// - a live lease of `owner` of the same kind: [`AcquireOutcome::Acquired`] with the same
+    ///   token (an idempotent retry); expiry moves to now + `ttl`.
+    /// - a kind that does not match the live leases (another N, permits beside exclusive or
+    ///   shared leases, or `owner`'s own lease of another kind):
+    ///   [`InvalidInput::KindMismatch`](crate::InvalidInput::KindMismatch) naming the kind in
+    ///   force; nothing changes.
+    async fn try_acquire(&self, claim: Claim<'_>) -> Result<AcquireOutcome, Error>;
 
-    /// Takes the lease on `name` for `owner` as a waiter in line: first come, first served.
+    /// Takes a lease as [`try_acquire`](Lock::try_acquire) does, for a waiter standing in
+    /// the name's line: first come, first served.
     ///
     /// What a waiting acquisition ([`acquire`](crate::acquire), [`Guard::acquire`](crate::Guard::acquire)
     /// with a [`Wait`](crate::Wait) other than `No`) calls on a backend with
@@ -58,30 +74,33 @@ pub trait Lock: Send + Sync + fmt::Debug {
     /// nearest bound).
     ///
     /// # Behavior
-    /// - `owner` without a place (or with one that lapsed): takes one at the back of the line.
-    ///   Every call keeps the place until now + `patience` (a backend may leave a place kept
-    ///   past now + `patience`/2 as it is, to save a write); a place kept for no longer is gone.
-    /// - no live lease, and no place ahead of `owner`'s: [`InLineOutcome::Acquired`] as
-    ///   [`try_acquire`](Lock::try_acquire) would grant it; the place is given up.
-    /// - no live lease, but a place ahead of `owner`'s: [`InLineOutcome::Behind`] with how long
-    ///   the first place is kept; only `owner`'s place changes.
-    /// - a live lease of another owner: [`InLineOutcome::Held`] with its holder; only `owner`'s
-    ///   place changes.
-    /// - a live lease of `owner`: [`InLineOutcome::Acquired`] with the same token (an
-    ///   idempotent retry); the place is given up.
+    /// - `owner` without a place (or with one that lapsed): takes one at the back of the line,
+    ///   with its claim's kind. Every call keeps the place until now + `patience` (a backend
+    ///   may leave a place kept past now + `patience`/2 as it is, to save a write); a place
+    ///   kept for no longer is gone.
+    /// - room for the claim and for every place ahead of `owner`'s (their weights added to
+    ///   the live leases'): [`InLineOutcome::Acquired`] as [`try_acquire`](Lock::try_acquire)
+    ///   would grant it; the place is given up. So a waiting exclusive claim keeps later
+    ///   shared ones out, and a waiter that needs more than is free is not overtaken.
+    /// - room for the claim, but not also for the places ahead: [`InLineOutcome::Behind`]
+    ///   with how long the first place is kept; only `owner`'s place changes.
+    /// - no room for the claim: [`InLineOutcome::Held`] with the holder whose lease runs out
+    ///   first; only `owner`'s place changes.
+    /// - a live lease of `owner` of the same kind: [`InLineOutcome::Acquired`] with the same
+    ///   token (an idempotent retry); the place is given up.
+    /// - a kind that does not match: the error of [`try_acquire`](Lock::try_acquire); nothing
+    ///   changes.
     ///
-    /// [`try_acquire`](Lock::try_acquire) does not look at the line: a single try takes an open
-    /// name even while waiters stand in line, as `tryLock` does on Java's fair locks. The
-    /// default, for a backend without a line, is `try_acquire`.
+    /// [`try_acquire`](Lock::try_acquire) does not look at the line: a single try takes room
+    /// even while waiters stand in line, as `tryLock` does on Java's fair locks. The default,
+    /// for a backend without a line, is `try_acquire`.
     async fn try_acquire_in_line(
         &self,
-        name: &LockName,
-        owner: &OwnerId,
-        ttl: Ttl,
+        claim: Claim<'_>,
         patience: Duration,
     ) -> Result<InLineOutcome, Error> {
         let _ = patience;
-        Ok(self.try_acquire(name, owner, ttl).await?.into())
+        Ok(self.try_acquire(claim).await?.into())
     }
 
     /// Gives up `owner`'s place in line on `name`: what a waiter that stops waiting calls.
@@ -100,7 +119,7 @@ pub trait Lock: Send + Sync + fmt::Debug {
     ///
     /// # Behavior
     /// - a live lease of `owner`: [`RenewOutcome::Renewed`]; expiry moves to now + `ttl`, the
-    ///   token stays.
+    ///   token and the kind stay, the other holders' leases are untouched.
     /// - the lease expired, was released, or is another owner's: [`RenewOutcome::Lost`]; nothing
     ///   changes (never extends another owner's lease, never re-creates one).
     async fn renew(
@@ -113,16 +132,17 @@ pub trait Lock: Send + Sync + fmt::Debug {
     /// Gives up `owner`'s lease on `name` [seed: `clear`].
     ///
     /// # Behavior
-    /// - a live lease of `owner`: [`ReleaseOutcome::Released`]; the name is open at once.
-    /// - a live lease of another owner: [`ReleaseOutcome::NotOwner`]; nothing changes.
+    /// - a live lease of `owner`: [`ReleaseOutcome::Released`]; that lease ends at once (the
+    ///   name is open when it was the only one), the other holders' leases are untouched.
+    /// - live leases, none of them `owner`'s: [`ReleaseOutcome::NotOwner`]; nothing changes.
     /// - no live lease: [`ReleaseOutcome::NotLocked`]; nothing changes.
     async fn release(&self, name: &LockName, owner: &OwnerId) -> Result<ReleaseOutcome, Error>;
 
-    /// Removes whoever's lease stands on `name` [seed: `clear(force)`].
+    /// Removes every lease that stands on `name` [seed: `clear(force)`].
     ///
     /// # Behavior
-    /// - any live lease: [`ReleaseOutcome::Released`]; the name is open at once, and the next
-    ///   acquisition gets a higher token.
+    /// - any live lease: [`ReleaseOutcome::Released`]; every live lease ends, the name is open
+    ///   at once, and the next acquisition gets a higher token.
     /// - no live lease: [`ReleaseOutcome::NotLocked`]; nothing changes.
     ///
     /// Where the stored state is corrupt, a force release is how an operator repairs it.
@@ -131,8 +151,9 @@ pub trait Lock: Send + Sync + fmt::Debug {
     /// Says who holds `name` [seed: `check`].
     ///
     /// # Behavior
-    /// - [`LockState::Open`], or [`LockState::Locked`] with owner, token and time left; nothing
-    ///   changes.
+    /// - [`LockState::Open`], or [`LockState::Locked`] with every holder: owner, token, time
+    ///   left and kind (for a semaphore, [`Holders::permits`](crate::Holders::permits) gives N
+    ///   and the free count); nothing changes.
     async fn inspect(&self, name: &LockName) -> Result<LockState, Error>;
 
     /// Ties `owner`'s live lease on `name` to the life of this process and of the processes it
@@ -182,14 +203,15 @@ pub trait Lock: Send + Sync + fmt::Debug {
     }
 
     /// Starts watching `name` for `owner`'s turn, as a waiter standing in its line: like
-    /// [`watch`](Lock::watch), but a backend that knows who stands first in the line when the
-    /// name opens may leave the future pending while that is another owner, so that a release
-    /// wakes the next in line, not every waiter.
+    /// [`watch`](Lock::watch), but a backend that knows who stands in the line when room
+    /// frees may leave the future pending while the room goes to other owners ahead, so that a
+    /// release wakes the waiters it can serve (the first in line, or the first few that fit
+    /// a semaphore's free permits or share a reader-writer lock), not every waiter.
     ///
     /// # Behavior
     /// - a backend with [`Capabilities::wake_on_release`] returns `Some`, and a release made
-    ///   after `watch_turn` returned, while `owner`'s place stands first, completes the future
-    ///   promptly.
+    ///   after `watch_turn` returned, while `owner`'s place stands first (or among the first
+    ///   that the freed room can serve), completes the future promptly.
     /// - a waiter leaving the line of an open name (see [`leave_line`](Lock::leave_line)) after
     ///   `watch_turn` returned, while `owner`'s place stands next, completes the future
     ///   promptly.

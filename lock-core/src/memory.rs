@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::raw::{ChangeFuture, ChangeHub, InLineOutcome};
+use crate::raw::{self, Admission, ChangeFuture, ChangeHub, InLineOutcome};
 use crate::{
-    AcquireOutcome, Capabilities, Error, FencingToken, Holder, Lease, Lock, LockName, LockState,
-    OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Capabilities, Claim, Error, FencingToken, Holder, Holders, Kind, Lease, Lock,
+    LockName, LockState, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
 };
 
 /// Locks in this process's memory: the reference model the conformance suite is checked
@@ -17,8 +17,8 @@ use crate::{
 ///
 /// Every operation runs under one mutex, so each is atomic. Expiry uses the monotonic clock;
 /// tokens count up from 1 per name and live as long as the value (there is no restart to
-/// survive). Waiters stand in a line per name (first come, first served). Handles share locks
-/// by sharing one `Arc<MemoryLock>`.
+/// survive). Waiters stand in a line per name (first come, first served). Every kind is
+/// offered: exclusive, shared, permits. Handles share locks by sharing one `Arc<MemoryLock>`.
 #[derive(Debug, Default)]
 pub struct MemoryLock {
     names: Mutex<HashMap<LockName, Slot>>,
@@ -28,9 +28,11 @@ pub struct MemoryLock {
 #[derive(Debug, Default)]
 struct Slot {
     last_token: u64,
-    lease: Option<Live>,
-    /// Waiters in line, first come first: each owner and the instant its place lapses.
-    line: VecDeque<(OwnerId, Instant)>,
+    /// The leases, live or lapsed (lapsed ones are dropped as the slot is next changed).
+    leases: Vec<Live>,
+    /// Waiters in line, first come first: each owner, the instant its place lapses, and the
+    /// kind it asks for.
+    line: VecDeque<Place>,
 }
 
 #[derive(Debug)]
@@ -38,60 +40,95 @@ struct Live {
     owner: OwnerId,
     token: FencingToken,
     expires_at: Instant,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+struct Place {
+    owner: OwnerId,
+    until: Instant,
+    kind: Kind,
 }
 
 impl Slot {
-    /// The owner standing first in line at `now`, whose turn an opening is.
-    fn first(&self, now: Instant) -> Option<String> {
+    /// Drops the leases and places that lapsed by `now`.
+    fn prune(&mut self, now: Instant) {
+        self.leases.retain(|l| l.expires_at > now);
+        self.line.retain(|p| p.until > now);
+    }
+
+    /// The owners at the front of the line that the room free at `now` can serve: whose turn
+    /// a release or a leave is.
+    fn served(&mut self, now: Instant) -> Vec<String> {
+        self.prune(now);
+        let n = raw::servable(
+            self.leases.iter().map(|l| l.kind),
+            self.line.iter().map(|p| p.kind),
+        );
         self.line
             .iter()
-            .find(|(_, until)| *until > now)
-            .map(|(o, _)| o.as_str().to_owned())
+            .take(n)
+            .map(|p| p.owner.as_str().to_owned())
+            .collect()
     }
 
-    /// The lease if it is still live at `now`.
-    fn live(&self, now: Instant) -> Option<&Live> {
-        self.lease.as_ref().filter(|l| l.expires_at > now)
-    }
-
-    /// Grants the lease to `owner` unless another owner's is live.
-    fn try_grant(
-        &mut self,
-        name: &LockName,
-        owner: &OwnerId,
-        ttl: Ttl,
-        now: Instant,
-    ) -> AcquireOutcome {
-        let token = match self.live(now) {
-            Some(l) if &l.owner != owner => {
-                return AcquireOutcome::Held(self.holder(now).expect("live"));
-            }
-            Some(l) => l.token,
-            None => {
-                self.last_token += 1;
-                FencingToken::new(self.last_token).expect("counts up from 1")
-            }
-        };
-        self.lease = Some(Live {
-            owner: owner.clone(),
-            token,
-            expires_at: now + ttl.duration(),
-        });
-        AcquireOutcome::Acquired(Lease {
-            name: name.clone(),
-            owner: owner.clone(),
-            token,
-            ttl,
-        })
-    }
-
-    fn holder(&self, now: Instant) -> Option<Holder> {
-        self.live(now).map(|l| Holder {
+    fn holder(l: &Live, now: Instant) -> Holder {
+        Holder {
             owner: l.owner.clone(),
             token: l.token,
             expires_in: Some(l.expires_at - now),
-        })
+            kind: l.kind,
+        }
     }
+
+    fn holders(&self, now: Instant) -> Option<Holders> {
+        Holders::new(
+            self.leases
+                .iter()
+                .filter(|l| l.expires_at > now)
+                .map(|l| Self::holder(l, now))
+                .collect(),
+        )
+    }
+
+    /// Decides `claim` with `ahead` of the line's weight before it, and grants it when it fits.
+    fn try_grant(&mut self, claim: Claim<'_>, ahead: u64, now: Instant) -> Result<Granted, Error> {
+        self.prune(now);
+        let leases = self.leases.iter().map(|l| (l.owner.as_str(), l.kind));
+        let token = match raw::admit(leases, claim.owner.as_str(), claim.kind, ahead) {
+            Admission::Again(i) => {
+                let lease = &mut self.leases[i];
+                lease.expires_at = now + claim.ttl.duration();
+                lease.token
+            }
+            Admission::Grant => {
+                self.last_token += 1;
+                let token = FencingToken::new(self.last_token).expect("counts up from 1");
+                self.leases.push(Live {
+                    owner: claim.owner.clone(),
+                    token,
+                    expires_at: now + claim.ttl.duration(),
+                    kind: claim.kind,
+                });
+                token
+            }
+            Admission::Full => {
+                let holders = self.holders(now).expect("full means held");
+                return Ok(Granted::No(AcquireOutcome::Held(
+                    holders.next_to_expire().clone(),
+                )));
+            }
+            Admission::Behind => return Ok(Granted::Behind),
+            Admission::Mismatch(held_as) => return Err(raw::mismatch(claim, held_as)),
+        };
+        Ok(Granted::No(AcquireOutcome::Acquired(claim.lease(token))))
+    }
+}
+
+/// What a try decided: an answer, or room that the line ahead needs first.
+enum Granted {
+    No(AcquireOutcome),
+    Behind,
 }
 
 impl MemoryLock {
@@ -103,6 +140,11 @@ impl MemoryLock {
     fn with_slot<T>(&self, name: &LockName, f: impl FnOnce(&mut Slot, Instant) -> T) -> T {
         let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
         f(names.entry(name.clone()).or_default(), Instant::now())
+    }
+
+    fn wake(&self, name: &LockName, served: &[String]) {
+        self.changes
+            .notify_turns(name.as_str(), served.iter().map(String::as_str));
     }
 }
 
@@ -116,56 +158,76 @@ impl Lock for MemoryLock {
             owner_on_any_handle: true,
             fair_line: true,
             holder_tie: false,
+            permits: true,
+            shared: true,
             ..Capabilities::default()
         }
     }
 
-    async fn try_acquire(
-        &self,
-        name: &LockName,
-        owner: &OwnerId,
-        ttl: Ttl,
-    ) -> Result<AcquireOutcome, Error> {
-        Ok(self.with_slot(name, |slot, now| slot.try_grant(name, owner, ttl, now)))
+    async fn try_acquire(&self, claim: Claim<'_>) -> Result<AcquireOutcome, Error> {
+        self.with_slot(claim.name, |slot, now| {
+            match slot.try_grant(claim, 0, now)? {
+                Granted::No(outcome) => Ok(outcome),
+                Granted::Behind => unreachable!("nothing is ahead of a plain try"),
+            }
+        })
     }
 
     async fn try_acquire_in_line(
         &self,
-        name: &LockName,
-        owner: &OwnerId,
-        ttl: Ttl,
+        claim: Claim<'_>,
         patience: Duration,
     ) -> Result<InLineOutcome, Error> {
-        Ok(self.with_slot(name, |slot, now| {
-            slot.line.retain(|(_, until)| *until > now);
-            let until = now + Duration::from_millis(crate::raw::patience_millis(patience));
-            match slot.line.iter_mut().find(|(o, _)| o == owner) {
-                Some(place) => place.1 = until,
-                None => slot.line.push_back((owner.clone(), until)),
+        self.with_slot(claim.name, |slot, now| {
+            slot.prune(now);
+            let leases = slot.leases.iter().map(|l| (l.owner.as_str(), l.kind));
+            if let Admission::Mismatch(held_as) =
+                raw::admit(leases, claim.owner.as_str(), claim.kind, 0)
+            {
+                return Err(raw::mismatch(claim, held_as)); // no place taken
             }
-            let first = slot.line.front().is_some_and(|(o, _)| o == owner);
-            if slot.live(now).is_none() && !first {
-                let (_, until) = slot.line.front().expect("someone is first");
-                return InLineOutcome::Behind {
-                    first_kept_for: *until - now,
-                };
+            let until = now + Duration::from_millis(raw::patience_millis(patience));
+            match slot.line.iter_mut().find(|p| &p.owner == claim.owner) {
+                Some(place) => {
+                    place.until = until;
+                    place.kind = claim.kind;
+                }
+                None => slot.line.push_back(Place {
+                    owner: claim.owner.clone(),
+                    until,
+                    kind: claim.kind,
+                }),
             }
-            let outcome = slot.try_grant(name, owner, ttl, now);
+            let ahead: u64 = slot
+                .line
+                .iter()
+                .take_while(|p| &p.owner != claim.owner)
+                .map(|p| u64::from(p.kind.weight()))
+                .sum();
+            let outcome = match slot.try_grant(claim, ahead, now)? {
+                Granted::Behind => {
+                    let first = slot.line.front().expect("someone is ahead");
+                    return Ok(InLineOutcome::Behind {
+                        first_kept_for: first.until - now,
+                    });
+                }
+                Granted::No(outcome) => outcome,
+            };
             if matches!(outcome, AcquireOutcome::Acquired(_)) {
-                slot.line.retain(|(o, _)| o != owner);
+                slot.line.retain(|p| &p.owner != claim.owner);
             }
-            outcome.into()
-        }))
+            Ok(outcome.into())
+        })
     }
 
     async fn leave_line(&self, name: &LockName, owner: &OwnerId) -> Result<(), Error> {
-        let left = self.with_slot(name, |slot, now| {
+        let served = self.with_slot(name, |slot, now| {
             let before = slot.line.len();
-            slot.line.retain(|(o, _)| o != owner);
-            (slot.line.len() < before).then(|| slot.first(now))
+            slot.line.retain(|p| &p.owner != owner);
+            (slot.line.len() < before).then(|| slot.served(now))
         });
-        if let Some(first) = left {
-            self.changes.notify_turn(name.as_str(), first.as_deref());
+        if let Some(served) = served {
+            self.wake(name, &served);
         }
         Ok(())
     }
@@ -176,52 +238,61 @@ impl Lock for MemoryLock {
         owner: &OwnerId,
         ttl: Ttl,
     ) -> Result<RenewOutcome, Error> {
-        Ok(self.with_slot(name, |slot, now| match slot.live(now) {
-            Some(l) if &l.owner == owner => {
-                let token = l.token;
-                slot.lease.as_mut().expect("live").expires_at = now + ttl.duration();
-                RenewOutcome::Renewed(Lease {
-                    name: name.clone(),
-                    owner: owner.clone(),
-                    token,
-                    ttl,
-                })
+        Ok(self.with_slot(name, |slot, now| {
+            slot.prune(now);
+            match slot.leases.iter_mut().find(|l| &l.owner == owner) {
+                Some(l) => {
+                    l.expires_at = now + ttl.duration();
+                    RenewOutcome::Renewed(Lease {
+                        name: name.clone(),
+                        owner: owner.clone(),
+                        token: l.token,
+                        ttl,
+                        kind: l.kind,
+                    })
+                }
+                None => RenewOutcome::Lost,
             }
-            _ => RenewOutcome::Lost,
         }))
     }
 
     async fn release(&self, name: &LockName, owner: &OwnerId) -> Result<ReleaseOutcome, Error> {
-        let (outcome, first) = self.with_slot(name, |slot, now| match slot.live(now) {
-            Some(l) if &l.owner == owner => {
-                slot.lease = None;
-                (ReleaseOutcome::Released, slot.first(now))
+        let (outcome, served) = self.with_slot(name, |slot, now| {
+            slot.prune(now);
+            let before = slot.leases.len();
+            slot.leases.retain(|l| &l.owner != owner);
+            if slot.leases.len() < before {
+                (ReleaseOutcome::Released, slot.served(now))
+            } else if before > 0 {
+                (ReleaseOutcome::NotOwner, Vec::new())
+            } else {
+                (ReleaseOutcome::NotLocked, Vec::new())
             }
-            Some(_) => (ReleaseOutcome::NotOwner, None),
-            None => (ReleaseOutcome::NotLocked, None),
         });
         if outcome == ReleaseOutcome::Released {
-            self.changes.notify_turn(name.as_str(), first.as_deref());
+            self.wake(name, &served);
         }
         Ok(outcome)
     }
 
     async fn force_release(&self, name: &LockName) -> Result<ReleaseOutcome, Error> {
-        let (outcome, first) = self.with_slot(name, |slot, now| match slot.live(now) {
-            Some(_) => {
-                slot.lease = None;
-                (ReleaseOutcome::Released, slot.first(now))
+        let (outcome, served) = self.with_slot(name, |slot, now| {
+            slot.prune(now);
+            if slot.leases.is_empty() {
+                (ReleaseOutcome::NotLocked, Vec::new())
+            } else {
+                slot.leases.clear();
+                (ReleaseOutcome::Released, slot.served(now))
             }
-            None => (ReleaseOutcome::NotLocked, None),
         });
         if outcome == ReleaseOutcome::Released {
-            self.changes.notify_turn(name.as_str(), first.as_deref());
+            self.wake(name, &served);
         }
         Ok(outcome)
     }
 
     async fn inspect(&self, name: &LockName) -> Result<LockState, Error> {
-        Ok(self.with_slot(name, |slot, now| match slot.holder(now) {
+        Ok(self.with_slot(name, |slot, now| match slot.holders(now) {
             Some(h) => LockState::Locked(h),
             None => LockState::Open,
         }))
@@ -231,7 +302,7 @@ impl Lock for MemoryLock {
         Ok(Some(self.changes.subscribe(name.as_str())))
     }
 
-    /// An opening wakes only the turn of the owner first in line.
+    /// A freed room wakes only the turns of the owners it can serve.
     async fn watch_turn(
         &self,
         name: &LockName,
@@ -254,7 +325,7 @@ mod tests {
         let ttl = Ttl::from_millis(1_000).unwrap();
         for patience in [Duration::ZERO, Duration::MAX] {
             let got = lock
-                .try_acquire_in_line(&name, &OwnerId::random(), ttl, patience)
+                .try_acquire_in_line(Claim::new(&name, &OwnerId::random(), ttl), patience)
                 .await
                 .unwrap();
             assert!(matches!(got, InLineOutcome::Acquired(_)), "{got:?}");

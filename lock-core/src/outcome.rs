@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{Holder, Lease};
+use crate::{Holder, Holders, Lease};
 
 /// The answer of one backend call, [`Lock::try_acquire`](crate::Lock::try_acquire): a single
 /// try, no waiting.
@@ -16,7 +16,8 @@ use crate::{Holder, Lease};
 pub enum AcquireOutcome {
     /// The caller holds the lease now (new, or the one it already held, with the same token).
     Acquired(Lease),
-    /// Another owner holds a live lease; nothing changed.
+    /// The name has no room for the claim (another owner holds it, or every permit is
+    /// taken): the holder whose lease runs out first; nothing changed.
     Held(Holder),
 }
 
@@ -29,9 +30,11 @@ pub enum AcquireOutcome {
 pub enum InLineOutcome {
     /// The caller holds the lease now; its place in line is given up.
     Acquired(Lease),
-    /// Another owner holds a live lease; the caller keeps its place in line.
+    /// The name has no room for the claim: the holder whose lease runs out first; the caller
+    /// keeps its place in line.
     Held(Holder),
-    /// No live lease, but a waiter stands ahead of the caller in line; the caller keeps its
+    /// The name has room for the claim, but a waiter ahead of the caller in line needs it
+    /// first (for an exclusive claim: no live lease, but a waiter ahead); the caller keeps its
     /// place.
     Behind {
         /// How long the first place in line is kept unless its waiter asks again: when it
@@ -66,9 +69,10 @@ pub enum RenewOutcome {
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReleaseOutcome {
-    /// The live lease is gone; the name is open at once.
+    /// The live lease is gone (for a force release, every live lease); its room is free at
+    /// once.
     Released,
-    /// A live lease of another owner stands; nothing changed.
+    /// Live leases stand, none of them the owner's; nothing changed.
     NotOwner,
     /// No live lease stood; nothing changed.
     NotLocked,
@@ -80,6 +84,6 @@ pub enum ReleaseOutcome {
 pub enum LockState {
     /// No live lease.
     Open,
-    /// A live lease.
-    Locked(Holder),
+    /// Live leases: every holder.
+    Locked(Holders),
 }

@@ -6,6 +6,8 @@
 //!   [`Lock::watch`](crate::Lock::watch) and [`Lock::watch_turn`](crate::Lock::watch_turn).
 //! - [`InLineOutcome`], [`LINE_PATIENCE`] and [`patience_millis`]: the waiters' line
 //!   ([`Lock::try_acquire_in_line`](crate::Lock::try_acquire_in_line)).
+//! - [`Admission`], [`admit`] and [`servable`]: the permit arithmetic (does a claim fit a
+//!   name's leases, which waiters does a release serve), the same on every backend.
 //! - [`HolderTie::from_fd`](crate::HolderTie::from_fd): a tie of a lease to its holders'
 //!   processes ([`Lock::tie`](crate::Lock::tie)).
 //! - What every backend repeats, in one place: [`corrupt`] for stored state this library did
@@ -26,4 +28,5 @@ pub use crate::backend_kit::{
 pub use crate::change_hub::ChangeHub;
 pub use crate::lock::ChangeFuture;
 pub use crate::outcome::InLineOutcome;
+pub use crate::room::{Admission, admit, mismatch, servable};
 pub use crate::wait::{LINE_PATIENCE, patience_millis};

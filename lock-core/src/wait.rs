@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::raw::InLineOutcome;
-use crate::{AcquireOutcome, Error, Holder, Lease, Lock, LockName, OwnerId, Ttl};
+use crate::{AcquireOutcome, Claim, Error, Holder, Lease, Lock};
 
 /// How long an acquisition may wait for another owner's lease to end.
 #[non_exhaustive]
@@ -93,7 +93,7 @@ pub fn patience_millis(patience: Duration) -> u64 {
 /// only once less than half the patience is left, which still leaves 200 ms to spare).
 const KEEP_PLACE_EVERY: Duration = Duration::from_millis(200);
 
-/// Tries to take `name` for `owner`, waiting as `wait` allows.
+/// Tries to take `claim` (its name, for its owner, of its kind), waiting as `wait` allows.
 ///
 /// A waiter watches the name before each try (see [`Lock::watch`]), so it learns of a release
 /// promptly on backends with change notification; it learns of an expiry by sleeping until
@@ -112,15 +112,15 @@ const KEEP_PLACE_EVERY: Duration = Duration::from_millis(200);
 /// after `ttl`, and a place in line, which lapses after [`LINE_PATIENCE`].
 ///
 /// # Errors
-/// The first backend error ends the wait and is returned.
+/// [`InvalidInput::KindUnsupported`](crate::InvalidInput::KindUnsupported) before anything is
+/// sent for a kind the backend does not offer ([`Capabilities::check`](crate::Capabilities::check));
+/// otherwise the first backend error ends the wait and is returned.
 pub async fn acquire(
     lock: &dyn Lock,
-    name: &LockName,
-    owner: &OwnerId,
-    ttl: Ttl,
+    claim: Claim<'_>,
     wait: Wait,
 ) -> Result<Acquisition<Lease>, Error> {
-    Ok(acquire_timed(lock, name, owner, ttl, wait, None).await?.0)
+    Ok(acquire_timed(lock, claim, wait, None).await?.0)
 }
 
 /// What [`acquire_timed`] calls as a wait begins, with the holder (`None`: open, others ahead).
@@ -130,17 +130,19 @@ pub(crate) type SayWaiting = dyn Fn(Option<&Holder>) + Send + Sync;
 /// least until that instant + ttl; and calling `on_waiting` once, as the wait begins.
 pub(crate) async fn acquire_timed(
     lock: &dyn Lock,
-    name: &LockName,
-    owner: &OwnerId,
-    ttl: Ttl,
+    claim: Claim<'_>,
     wait: Wait,
     mut on_waiting: Option<&SayWaiting>,
 ) -> Result<(Acquisition<Lease>, Instant), Error> {
+    let capabilities = lock.capabilities();
+    capabilities.check(claim.kind)?;
+    let claim = claim.with_kind(claim.kind);
+    let (name, owner) = (claim.name, claim.owner);
     let deadline = match wait {
         Wait::For(d) => Some(Instant::now() + d),
         Wait::No | Wait::Forever => None,
     };
-    let in_line = wait != Wait::No && lock.capabilities().fair_line;
+    let in_line = wait != Wait::No && capabilities.fair_line;
     let mut backoff = MIN_BACKOFF;
     loop {
         let change = match wait {
@@ -153,10 +155,9 @@ pub(crate) async fn acquire_timed(
         // `first_lapses` is when the first of them loses its place unless it asks again.
         let mut first_lapses = None;
         let outcome = if in_line {
-            lock.try_acquire_in_line(name, owner, ttl, LINE_PATIENCE)
-                .await?
+            lock.try_acquire_in_line(claim, LINE_PATIENCE).await?
         } else {
-            lock.try_acquire(name, owner, ttl).await?.into()
+            lock.try_acquire(claim).await?.into()
         };
         let holder = match outcome {
             InLineOutcome::Acquired(lease) => return Ok((Acquisition::Acquired(lease), sent)),
@@ -172,7 +173,7 @@ pub(crate) async fn acquire_timed(
         }
         let now = Instant::now();
         if deadline.is_some_and(|d| d <= now) {
-            return time_out(lock, name, owner, ttl, holder, in_line, sent).await;
+            return time_out(lock, claim, holder, in_line, sent).await;
         }
         if let Some(say) = on_waiting.take() {
             say(holder.as_ref());
@@ -217,9 +218,7 @@ pub(crate) async fn acquire_timed(
 /// others ahead in line, one last plain try; and out of the line.
 async fn time_out(
     lock: &dyn Lock,
-    name: &LockName,
-    owner: &OwnerId,
-    ttl: Ttl,
+    claim: Claim<'_>,
     holder: Option<Holder>,
     in_line: bool,
     sent: Instant,
@@ -228,14 +227,14 @@ async fn time_out(
         Some(holder) => (Acquisition::TimedOut(holder), sent),
         None => {
             let sent = Instant::now();
-            match lock.try_acquire(name, owner, ttl).await? {
+            match lock.try_acquire(claim).await? {
                 AcquireOutcome::Acquired(lease) => (Acquisition::Acquired(lease), sent),
                 AcquireOutcome::Held(holder) => (Acquisition::TimedOut(holder), sent),
             }
         }
     };
-    if in_line && let Err(e) = lock.leave_line(name, owner).await {
-        tracing::warn!(%name, error = %e, "leaving the line failed; the place lapses by itself");
+    if in_line && let Err(e) = lock.leave_line(claim.name, claim.owner).await {
+        tracing::warn!(name = %claim.name, error = %e, "leaving the line failed; the place lapses by itself");
     }
     Ok((outcome, sent))
 }
@@ -253,6 +252,7 @@ mod tests {
 
     use super::*;
     use crate::MemoryLock;
+    use crate::{Claim, LockName, OwnerId, Ttl};
 
     fn name() -> LockName {
         LockName::new("job").unwrap()
@@ -289,10 +289,15 @@ mod tests {
         let (a, b) = (OwnerId::random(), OwnerId::random());
         let ttl = Ttl::from_millis(10_000).unwrap();
         assert!(matches!(
-            acquire(&lock, &name(), &a, ttl, Wait::No).await.unwrap(),
+            acquire(&lock, Claim::new(&name(), &a, ttl), Wait::No)
+                .await
+                .unwrap(),
             Acquisition::Acquired(_)
         ));
-        match acquire(&lock, &name(), &b, ttl, Wait::No).await.unwrap() {
+        match acquire(&lock, Claim::new(&name(), &b, ttl), Wait::No)
+            .await
+            .unwrap()
+        {
             Acquisition::Held(h) => assert_eq!(h.owner, a),
             other => panic!("expected held, got {other:?}"),
         }
@@ -303,12 +308,12 @@ mod tests {
         let lock = MemoryLock::new();
         let (a, b) = (OwnerId::random(), OwnerId::random());
         let ttl = Ttl::from_millis(3_600_000).unwrap();
-        acquire(&lock, &name(), &a, ttl, Wait::No).await.unwrap();
+        acquire(&lock, Claim::new(&name(), &a, ttl), Wait::No)
+            .await
+            .unwrap();
         let got = acquire(
             &lock,
-            &name(),
-            &b,
-            ttl,
+            Claim::new(&name(), &b, ttl),
             Wait::For(Duration::from_millis(200)),
         )
         .await
@@ -321,11 +326,15 @@ mod tests {
         let lock = Arc::new(MemoryLock::new());
         let (a, b) = (OwnerId::random(), OwnerId::random());
         let ttl = Ttl::from_millis(3_600_000).unwrap();
-        acquire(&*lock, &name(), &a, ttl, Wait::No).await.unwrap();
+        acquire(&*lock, Claim::new(&name(), &a, ttl), Wait::No)
+            .await
+            .unwrap();
         let waiter = {
             let lock = lock.clone();
             let b = b.clone();
-            tokio::spawn(async move { acquire(&*lock, &name(), &b, ttl, Wait::Forever).await })
+            tokio::spawn(async move {
+                acquire(&*lock, Claim::new(&name(), &b, ttl), Wait::Forever).await
+            })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiter.is_finished(), "the waiter must wait while a holds");
@@ -344,17 +353,25 @@ mod tests {
         let (a, b, c) = (OwnerId::random(), OwnerId::random(), OwnerId::random());
         let ttl = Ttl::from_millis(3_600_000).unwrap();
         let long = Duration::from_secs(3_600);
-        acquire(&lock, &name(), &a, ttl, Wait::No).await.unwrap();
-        let c_first = lock.try_acquire_in_line(&name(), &c, ttl, long).await;
+        acquire(&lock, Claim::new(&name(), &a, ttl), Wait::No)
+            .await
+            .unwrap();
+        let c_first = lock
+            .try_acquire_in_line(Claim::new(&name(), &c, ttl), long)
+            .await;
         assert!(matches!(c_first.unwrap(), InLineOutcome::Held(_)));
         lock.release(&name(), &a).await.unwrap();
         // Open, but c stands ahead: b is behind until its wait runs out, then tries once.
         let wait = Wait::For(Duration::from_millis(300));
-        let got = acquire(&lock, &name(), &b, ttl, wait).await.unwrap();
+        let got = acquire(&lock, Claim::new(&name(), &b, ttl), wait)
+            .await
+            .unwrap();
         assert!(matches!(got, Acquisition::Acquired(l) if l.owner == b));
         lock.release(&name(), &b).await.unwrap();
         // b left the line; c is first.
-        let c_next = lock.try_acquire_in_line(&name(), &c, ttl, long).await;
+        let c_next = lock
+            .try_acquire_in_line(Claim::new(&name(), &c, ttl), long)
+            .await;
         assert!(matches!(c_next.unwrap(), InLineOutcome::Acquired(_)));
     }
 
@@ -363,16 +380,22 @@ mod tests {
         let lock = Arc::new(MemoryLock::new());
         let (a, b, c) = (OwnerId::random(), OwnerId::random(), OwnerId::random());
         let ttl = Ttl::from_millis(3_600_000).unwrap();
-        acquire(&*lock, &name(), &a, ttl, Wait::No).await.unwrap();
+        acquire(&*lock, Claim::new(&name(), &a, ttl), Wait::No)
+            .await
+            .unwrap();
         let waiter = {
             let (lock, b) = (lock.clone(), b.clone());
-            tokio::spawn(async move { acquire(&*lock, &name(), &b, ttl, Wait::Forever).await })
+            tokio::spawn(async move {
+                acquire(&*lock, Claim::new(&name(), &b, ttl), Wait::Forever).await
+            })
         };
         // Nothing wakes b for longer than a place is kept without asking: it asks anyway.
         tokio::time::sleep(LINE_PATIENCE + Duration::from_millis(500)).await;
         // c keeps its place for an hour: had b's lapsed, b would now stand behind c.
         let hour = Duration::from_secs(3_600);
-        let c_try = lock.try_acquire_in_line(&name(), &c, ttl, hour).await;
+        let c_try = lock
+            .try_acquire_in_line(Claim::new(&name(), &c, ttl), hour)
+            .await;
         assert!(matches!(c_try.unwrap(), InLineOutcome::Held(_)));
         lock.release(&name(), &a).await.unwrap();
         let got = tokio::time::timeout(Duration::from_secs(5), waiter)
@@ -391,10 +414,12 @@ mod tests {
         let lock = MemoryLock::new();
         let (a, b) = (OwnerId::random(), OwnerId::random());
         let short = Ttl::from_millis(150).unwrap();
-        acquire(&lock, &name(), &a, short, Wait::No).await.unwrap();
+        acquire(&lock, Claim::new(&name(), &a, short), Wait::No)
+            .await
+            .unwrap();
         let got = tokio::time::timeout(
             Duration::from_secs(5),
-            acquire(&lock, &name(), &b, short, Wait::Forever),
+            acquire(&lock, Claim::new(&name(), &b, short), Wait::Forever),
         )
         .await
         .expect("woken by the expiry")

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lock_core::raw::InLineOutcome;
 use lock_core::{
-    AcquireOutcome, Error, FencingToken, Holder, HolderTie, Lease, LockName, LockState, OwnerId,
-    ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Error, FencingToken, Holder, HolderTie, Holders, Kind, Lease, LockName,
+    LockState, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
 };
 
 use crate::record::Record;
@@ -62,6 +62,7 @@ fn lease(name: &LockName, owner: &OwnerId, token: u64, ttl: Ttl) -> Lease {
         owner: owner.clone(),
         token: FencingToken::new(token).expect("checked when parsed"),
         ttl,
+        kind: Kind::Exclusive,
     }
 }
 
@@ -73,6 +74,7 @@ fn holder(record: &Record, now: Now) -> Holder {
         expires_in: Some(Duration::from_millis(
             record.expires_ms.saturating_sub(now.micros.div_ceil(1000)),
         )),
+        kind: Kind::Exclusive,
     }
 }
 
@@ -185,7 +187,7 @@ pub(crate) fn force_release(txn: &mut Txn<'_>) -> Result<ReleaseOutcome, Error> 
 /// Inspect: who holds the name, if anyone.
 pub(crate) fn inspect(txn: &mut Txn<'_>) -> Result<LockState, Error> {
     Ok(match live(txn)? {
-        Some(r) => LockState::Locked(holder(r, txn.now)),
+        Some(r) => LockState::Locked(Holders::one(holder(r, txn.now))),
         None => LockState::Open,
     })
 }

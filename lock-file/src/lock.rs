@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use lock_core::Operation;
 use lock_core::raw::{ChangeFuture, InLineOutcome};
 use lock_core::{
-    AcquireOutcome, Capabilities, Error, HolderTie, Lock, LockName, LockState, OwnerId,
+    AcquireOutcome, Capabilities, Claim, Error, HolderTie, Lock, LockName, LockState, OwnerId,
     ReleaseOutcome, RenewOutcome, Ttl,
 };
 
@@ -25,16 +25,14 @@ impl Lock for FileLock {
             owner_on_any_handle: true,
             fair_line: true,
             holder_tie: true,
+            ..Capabilities::default()
         }
     }
 
-    async fn try_acquire(
-        &self,
-        name: &LockName,
-        owner: &OwnerId,
-        ttl: Ttl,
-    ) -> Result<AcquireOutcome, Error> {
-        let (n, o) = (name.clone(), owner.clone());
+    async fn try_acquire(&self, claim: Claim<'_>) -> Result<AcquireOutcome, Error> {
+        self.capabilities().check(claim.kind)?;
+        let (name, ttl) = (claim.name, claim.ttl);
+        let (n, o) = (name.clone(), claim.owner.clone());
         self.transact(Operation::TryAcquire, name, Access::Create, move |t| {
             lease::try_acquire(t, &n, &o, ttl)
         })
@@ -44,12 +42,12 @@ impl Lock for FileLock {
     /// The line is kept in `<name>.line` beside the lock file, under the lock file's `flock`.
     async fn try_acquire_in_line(
         &self,
-        name: &LockName,
-        owner: &OwnerId,
-        ttl: Ttl,
+        claim: Claim<'_>,
         patience: Duration,
     ) -> Result<InLineOutcome, Error> {
-        let (n, o) = (name.clone(), owner.clone());
+        self.capabilities().check(claim.kind)?;
+        let (name, ttl) = (claim.name, claim.ttl);
+        let (n, o) = (name.clone(), claim.owner.clone());
         let patience = lock_core::raw::patience_millis(patience);
         self.transact(
             Operation::TryAcquireInLine,

@@ -6,7 +6,8 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 
 use lock_core::raw::InLineOutcome;
 use lock_core::{
-    AcquireOutcome, Error, Lock, LockName, LockState, Operation, OwnerId, ReleaseOutcome, Ttl,
+    AcquireOutcome, Claim, Error, Lock, LockName, LockState, Operation, OwnerId, ReleaseOutcome,
+    Ttl,
 };
 use lock_file::FileLock;
 
@@ -30,7 +31,7 @@ async fn files_are_0600_in_a_0700_directory_and_stay_inside_it() {
     assert_eq!(mode(&dir), 0o700);
     for n in ["../../etc/passwd", "..", "/abs", "a/b"] {
         let got = lock
-            .try_acquire(&name(n), &OwnerId::random(), ttl())
+            .try_acquire(Claim::new(&name(n), &OwnerId::random(), ttl()))
             .await
             .unwrap();
         assert!(matches!(got, AcquireOutcome::Acquired(_)));
@@ -58,7 +59,9 @@ async fn garbled_content_is_an_error_naming_the_file_until_force_release_repairs
     fs::write(&path, "someone else's data\n").unwrap();
     let owner = OwnerId::random();
     for err in [
-        lock.try_acquire(&n, &owner, ttl()).await.unwrap_err(),
+        lock.try_acquire(Claim::new(&n, &owner, ttl()))
+            .await
+            .unwrap_err(),
         lock.inspect(&n).await.unwrap_err(),
         lock.release(&n, &owner).await.unwrap_err(),
     ] {
@@ -74,7 +77,11 @@ async fn garbled_content_is_an_error_naming_the_file_until_force_release_repairs
         lock.force_release(&n).await.unwrap(),
         ReleaseOutcome::Released
     );
-    let AcquireOutcome::Acquired(lease) = lock.try_acquire(&n, &owner, ttl()).await.unwrap() else {
+    let AcquireOutcome::Acquired(lease) = lock
+        .try_acquire(Claim::new(&n, &owner, ttl()))
+        .await
+        .unwrap()
+    else {
         panic!("the repaired lock is open")
     };
     assert!(
@@ -92,7 +99,7 @@ async fn a_symlink_planted_at_the_path_is_never_followed() {
     let n = name("job");
     symlink(&target, lock.path_of(&n)).unwrap();
     let err = lock
-        .try_acquire(&n, &OwnerId::random(), ttl())
+        .try_acquire(Claim::new(&n, &OwnerId::random(), ttl()))
         .await
         .unwrap_err();
     assert!(
@@ -113,11 +120,11 @@ async fn the_line_file_is_private_and_never_followed() {
     let line = lock.path_of(&n).with_extension("line");
     let patience = std::time::Duration::from_secs(60);
     assert!(matches!(
-        lock.try_acquire(&n, &a, ttl()).await.unwrap(),
+        lock.try_acquire(Claim::new(&n, &a, ttl())).await.unwrap(),
         AcquireOutcome::Acquired(_)
     ));
     assert!(matches!(
-        lock.try_acquire_in_line(&n, &b, ttl(), patience).await.unwrap(),
+        lock.try_acquire_in_line(Claim::new(&n, &b, ttl()), patience).await.unwrap(),
         InLineOutcome::Held(h) if h.owner == a
     ));
     assert_eq!(mode(&line), 0o600);
@@ -137,7 +144,7 @@ async fn the_line_file_is_private_and_never_followed() {
     fs::remove_file(&line).unwrap();
     symlink(&target, &line).unwrap();
     let err = lock
-        .try_acquire_in_line(&n, &b, ttl(), patience)
+        .try_acquire_in_line(Claim::new(&n, &b, ttl()), patience)
         .await
         .unwrap_err();
     assert!(
@@ -150,7 +157,7 @@ async fn the_line_file_is_private_and_never_followed() {
         ReleaseOutcome::Released
     );
     assert!(matches!(
-        lock.try_acquire(&n, &b, ttl()).await.unwrap(),
+        lock.try_acquire(Claim::new(&n, &b, ttl())).await.unwrap(),
         AcquireOutcome::Acquired(_)
     ));
     assert_eq!(fs::read_to_string(&target).unwrap(), "keep me");
@@ -164,7 +171,7 @@ async fn a_fifo_planted_at_the_path_does_not_hang() {
     nix::unistd::mkfifo(&lock.path_of(&n), nix::sys::stat::Mode::S_IRWXU).unwrap();
     let got = tokio::time::timeout(
         std::time::Duration::from_secs(10),
-        lock.try_acquire(&n, &OwnerId::random(), ttl()),
+        lock.try_acquire(Claim::new(&n, &OwnerId::random(), ttl())),
     )
     .await
     .expect("no hang");
@@ -184,7 +191,11 @@ async fn a_directory_planted_at_the_path_is_refused_as_not_a_regular_file() {
         "{got:?}"
     );
     let owner = OwnerId::random();
-    assert!(lock.try_acquire(&n, &owner, ttl()).await.is_err());
+    assert!(
+        lock.try_acquire(Claim::new(&n, &owner, ttl()))
+            .await
+            .is_err()
+    );
     assert!(lock.path_of(&n).is_dir(), "left as it was");
 }
 
@@ -245,10 +256,12 @@ async fn a_read_only_directory_is_a_backend_error_that_changes_nothing() {
     let lock = FileLock::new(ro.dir.path()).unwrap();
     let held = name("held");
     let owner = OwnerId::random();
-    lock.try_acquire(&held, &owner, ttl()).await.unwrap();
+    lock.try_acquire(Claim::new(&held, &owner, ttl()))
+        .await
+        .unwrap();
     ro.freeze();
     let err = lock
-        .try_acquire(&name("new"), &owner, ttl())
+        .try_acquire(Claim::new(&name("new"), &owner, ttl()))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err:?}");
@@ -256,7 +269,9 @@ async fn a_read_only_directory_is_a_backend_error_that_changes_nothing() {
         err.to_string().contains("new.lock"),
         "names the file: {err}"
     );
-    assert!(matches!(lock.inspect(&held).await.unwrap(), LockState::Locked(h) if h.owner == owner));
+    assert!(
+        matches!(lock.inspect(&held).await.unwrap(), LockState::Locked(h) if h.first().owner == owner)
+    );
 }
 
 #[tokio::test]
@@ -296,7 +311,9 @@ async fn a_lock_file_held_by_a_stopped_operation_is_an_error_not_a_hang() {
     let tmp = tempfile::tempdir().unwrap();
     let lock = FileLock::new(tmp.path()).unwrap();
     let (n, owner) = (name("frozen"), OwnerId::random());
-    lock.try_acquire(&n, &owner, ttl()).await.unwrap();
+    lock.try_acquire(Claim::new(&n, &owner, ttl()))
+        .await
+        .unwrap();
     // Another open file description holding the flock: a process stopped mid-operation.
     let stuck = fs::File::open(lock.path_of(&n)).unwrap();
     fs4::FileExt::lock(&stuck).unwrap();

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use lock_core::{Lock, LockName, OwnerId, Ttl};
+use lock_core::{Claim, Lock, LockName, OwnerId, Ttl};
 use lock_file::FileLock;
 
 /// The threads named `lock-file-watch`, once every thread has taken its name. A new thread
@@ -44,7 +44,9 @@ async fn the_watcher_thread_lives_as_long_as_its_handle_and_outlives_its_directo
     assert_eq!(watcher_threads(), 0);
     let lock = FileLock::new(&dir).unwrap();
     let holder = OwnerId::random();
-    lock.try_acquire(&name, &holder, ttl).await.unwrap();
+    lock.try_acquire(Claim::new(&name, &holder, ttl))
+        .await
+        .unwrap();
     let change = lock.watch(&name).await.unwrap().expect("inotify on Linux");
     assert_eq!(watcher_threads(), 1, "one thread once someone waits");
     let _second = lock.watch(&name).await.unwrap().expect("watched");
@@ -60,7 +62,9 @@ async fn the_watcher_thread_lives_as_long_as_its_handle_and_outlives_its_directo
     let again = FileLock::new(&dir).unwrap();
     let mut woken = false;
     while !woken && gone.elapsed() < Duration::from_secs(5) {
-        lock.try_acquire(&name, &holder, ttl).await.unwrap();
+        lock.try_acquire(Claim::new(&name, &holder, ttl))
+            .await
+            .unwrap();
         let change = lock.watch(&name).await.unwrap().expect("watched again");
         again.release(&name, &holder).await.unwrap();
         woken = tokio::time::timeout(Duration::from_millis(500), change)

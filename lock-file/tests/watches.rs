@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use lock_core::{Lock, LockName, OwnerId, Ttl};
+use lock_core::{Claim, Lock, LockName, OwnerId, Ttl};
 use lock_file::FileLock;
 
 /// The watcher thread's voluntary context switches: one each time it wakes from `poll`.
@@ -60,7 +60,9 @@ async fn only_the_lock_files_waited_on_are_watched() {
     let ttl = Ttl::from_millis(60_000).unwrap();
     let (holder, other) = (OwnerId::random(), OwnerId::random());
     let waited = LockName::new("waited").unwrap();
-    lock.try_acquire(&waited, &holder, ttl).await.unwrap();
+    lock.try_acquire(Claim::new(&waited, &holder, ttl))
+        .await
+        .unwrap();
     let change = lock
         .watch(&waited)
         .await
@@ -71,8 +73,10 @@ async fn only_the_lock_files_waited_on_are_watched() {
     let busy = LockName::new("busy").unwrap();
     let before = watcher_wake_ups();
     for _ in 0..50 {
-        lock.try_acquire(&busy, &holder, ttl).await.unwrap();
-        lock.try_acquire_in_line(&busy, &other, ttl, Duration::from_secs(1))
+        lock.try_acquire(Claim::new(&busy, &holder, ttl))
+            .await
+            .unwrap();
+        lock.try_acquire_in_line(Claim::new(&busy, &other, ttl), Duration::from_secs(1))
             .await
             .unwrap();
         lock.leave_line(&busy, &other).await.unwrap();
@@ -85,7 +89,9 @@ async fn only_the_lock_files_waited_on_are_watched() {
     let before = watcher_wake_ups();
     for _ in 0..50 {
         lock.renew(&waited, &holder, ttl).await.unwrap();
-        lock.try_acquire(&waited, &holder, ttl).await.unwrap();
+        lock.try_acquire(Claim::new(&waited, &holder, ttl))
+            .await
+            .unwrap();
     }
     let woke = watcher_wake_ups() - before;
     assert!(woke <= 2, "the watcher woke {woke} times for a held name");
@@ -97,7 +103,9 @@ async fn only_the_lock_files_waited_on_are_watched() {
     // Waits on many names, one after another: the watches of names nobody waits on go.
     for i in 0..300 {
         let name = LockName::new(format!("n{i}")).unwrap();
-        lock.try_acquire(&name, &holder, ttl).await.unwrap();
+        lock.try_acquire(Claim::new(&name, &holder, ttl))
+            .await
+            .unwrap();
         drop(lock.watch(&name).await.unwrap().expect("watched"));
     }
     let watches = inotify_watches();
@@ -110,7 +118,9 @@ async fn only_the_lock_files_waited_on_are_watched() {
     let change = lock.watch(&kept).await.unwrap().expect("watched");
     for i in 300..600 {
         let name = LockName::new(format!("n{i}")).unwrap();
-        lock.try_acquire(&name, &holder, ttl).await.unwrap();
+        lock.try_acquire(Claim::new(&name, &holder, ttl))
+            .await
+            .unwrap();
         drop(lock.watch(&name).await.unwrap().expect("watched"));
     }
     lock.release(&kept, &holder).await.unwrap();

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use lock_core::Operation;
 use lock_core::raw::{ChangeFuture, InLineOutcome, during};
 use lock_core::{
-    AcquireOutcome, Capabilities, Error, FencingToken, Holder, Lease, Lock, LockName, LockState,
-    OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Capabilities, Claim, Error, FencingToken, Holder, Holders, Kind, Lease, Lock,
+    LockName, LockState, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
 };
 use sqlx::postgres::{PgPool, PgRow};
 
@@ -98,15 +98,13 @@ impl Lock for LeaseLock {
             owner_on_any_handle: true,
             fair_line: true,
             holder_tie: false,
+            ..Capabilities::default()
         }
     }
 
-    async fn try_acquire(
-        &self,
-        name: &LockName,
-        owner: &OwnerId,
-        ttl: Ttl,
-    ) -> Result<AcquireOutcome, Error> {
+    async fn try_acquire(&self, claim: Claim<'_>) -> Result<AcquireOutcome, Error> {
+        self.capabilities().check(claim.kind)?;
+        let (name, owner, ttl) = (claim.name, claim.owner, claim.ttl);
         try_acquire(&self.shared, name, owner, ttl)
             .await
             .map_err(during(Operation::TryAcquire))
@@ -114,11 +112,11 @@ impl Lock for LeaseLock {
 
     async fn try_acquire_in_line(
         &self,
-        name: &LockName,
-        owner: &OwnerId,
-        ttl: Ttl,
+        claim: Claim<'_>,
         patience: Duration,
     ) -> Result<InLineOutcome, Error> {
+        self.capabilities().check(claim.kind)?;
+        let (name, owner, ttl) = (claim.name, claim.owner, claim.ttl);
         try_acquire_in_line(&self.shared, name, owner, ttl, patience)
             .await
             .map_err(during(Operation::TryAcquireInLine))
@@ -207,6 +205,7 @@ async fn try_acquire(
                 owner: owner.clone(),
                 token: token_of(shared, name, token)?,
                 ttl,
+                kind: Kind::Exclusive,
             }));
         }
         if let Some(holder) = live_holder(shared, name, row, "owner", "token", "left_us")?
@@ -216,8 +215,8 @@ async fn try_acquire(
         }
         // The row changed between the statement's snapshot and its decision: look again.
         match inspect(shared, name).await? {
-            LockState::Locked(holder) if holder.owner != *owner => {
-                return Ok(AcquireOutcome::Held(holder));
+            LockState::Locked(holders) if holders.first().owner != *owner => {
+                return Ok(AcquireOutcome::Held(holders.first().clone()));
             }
             _ => continue,
         }
@@ -261,6 +260,7 @@ async fn try_acquire_in_line(
                 owner: owner.clone(),
                 token: token_of(shared, name, token)?,
                 ttl,
+                kind: Kind::Exclusive,
             }));
         }
         match live_holder(shared, name, row, "owner", "token", "left_us")? {
@@ -319,6 +319,7 @@ async fn renew(
             owner: owner.clone(),
             token: token_of(shared, name, get(row, "token")?)?,
             ttl,
+            kind: Kind::Exclusive,
         }),
         None => RenewOutcome::Lost,
     })
@@ -355,7 +356,7 @@ async fn release(
         }
         // The caller's lease stood in the snapshot but was gone when the update looked.
         match inspect(shared, name).await? {
-            LockState::Locked(holder) if holder.owner != *owner => {
+            LockState::Locked(holders) if holders.first().owner != *owner => {
                 return Ok(ReleaseOutcome::NotOwner);
             }
             LockState::Open => return Ok(ReleaseOutcome::NotLocked),
@@ -394,7 +395,7 @@ async fn inspect(shared: &Shared, name: &LockName) -> Result<LockState, Error> {
         .await?;
     Ok(match rows.first() {
         Some(row) => match live_holder(shared, name, row, "owner", "token", "left_us")? {
-            Some(holder) => LockState::Locked(holder),
+            Some(holder) => LockState::Locked(Holders::one(holder)),
             None => LockState::Open,
         },
         None => LockState::Open,
@@ -428,6 +429,7 @@ fn live_holder(
             owner: owner_of(shared, name, owner)?,
             token: token_of(shared, name, token)?,
             expires_in: Some(Duration::from_micros(left as u64)),
+            kind: Kind::Exclusive,
         })),
         _ => Ok(None),
     }

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use lock_core::Operation;
 use lock_core::raw::{ChangeFuture, InLineOutcome, during};
 use lock_core::{
-    AcquireOutcome, Capabilities, Error, Holder, HolderTie, Lease, Lock, LockName, LockState,
-    OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Capabilities, Claim, Error, Holder, HolderTie, Holders, Kind, Lease, Lock,
+    LockName, LockState, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
 };
 use sqlx::Connection;
 use sqlx::postgres::{PgConnection, PgPool};
@@ -118,15 +118,13 @@ impl Lock for SessionLock {
             owner_on_any_handle: false,
             fair_line: false,
             holder_tie: false,
+            ..Capabilities::default()
         }
     }
 
-    async fn try_acquire(
-        &self,
-        name: &LockName,
-        owner: &OwnerId,
-        ttl: Ttl,
-    ) -> Result<AcquireOutcome, Error> {
+    async fn try_acquire(&self, claim: Claim<'_>) -> Result<AcquireOutcome, Error> {
+        self.capabilities().check(claim.kind)?;
+        let (name, owner, ttl) = (claim.name, claim.owner, claim.ttl);
         try_acquire(&self.shared, &self.session, name, owner, ttl)
             .await
             .map_err(during(Operation::TryAcquire))
@@ -136,12 +134,10 @@ impl Lock for SessionLock {
     /// [`try_acquire`](Lock::try_acquire).
     async fn try_acquire_in_line(
         &self,
-        name: &LockName,
-        owner: &OwnerId,
-        ttl: Ttl,
+        claim: Claim<'_>,
         _patience: Duration,
     ) -> Result<InLineOutcome, Error> {
-        let outcome = self.try_acquire(name, owner, ttl).await;
+        let outcome = self.try_acquire(claim).await;
         Ok(outcome.map_err(during(Operation::TryAcquireInLine))?.into())
     }
 
@@ -244,6 +240,7 @@ async fn try_acquire(
             owner: owner.clone(),
             token,
             ttl,
+            kind: Kind::Exclusive,
         })
     };
     if let Some(held) = session.get(name)
@@ -422,6 +419,7 @@ async fn renew(
                     owner: owner.clone(),
                     token: held.token,
                     ttl,
+                    kind: Kind::Exclusive,
                 }));
             }
             Ok(RenewOutcome::Lost)
@@ -611,6 +609,7 @@ async fn holder(shared: &Shared, name: &LockName) -> Result<Option<Holder>, Erro
             owner: owner_of(shared, name, owner)?,
             token: token_of(shared, name, token)?,
             expires_in: None,
+            kind: Kind::Exclusive,
         })),
         _ => Err(shared.corrupt(
             name,
@@ -624,7 +623,7 @@ async fn holder(shared: &Shared, name: &LockName) -> Result<Option<Holder>, Erro
 
 async fn inspect(shared: &Shared, name: &LockName) -> Result<LockState, Error> {
     Ok(match holder(shared, name).await? {
-        Some(holder) => LockState::Locked(holder),
+        Some(holder) => LockState::Locked(Holders::one(holder)),
         None => LockState::Open,
     })
 }

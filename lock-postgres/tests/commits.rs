@@ -8,7 +8,9 @@
 //! position of the WAL, so the test reads which statements waited from that position.
 
 use conformance_tests::kit::PostgresServer;
-use lock_core::{AcquireOutcome, Lock, LockName, OwnerId, ReleaseOutcome, RenewOutcome, Ttl};
+use lock_core::{
+    AcquireOutcome, Claim, Lock, LockName, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
+};
 use lock_postgres::LeaseLock;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -51,7 +53,7 @@ async fn grants_renewals_and_force_releases_wait_for_the_disk_and_an_owners_rele
     let ttl = Ttl::from_millis(60_000).unwrap();
     // The tables exist and the row too, so that what follows writes only the row.
     assert!(matches!(
-        lock.try_acquire(&name, &a, ttl).await.unwrap(),
+        lock.try_acquire(Claim::new(&name, &a, ttl)).await.unwrap(),
         AcquireOutcome::Acquired(_)
     ));
     assert_eq!(
@@ -62,7 +64,7 @@ async fn grants_renewals_and_force_releases_wait_for_the_disk_and_an_owners_rele
 
     let before = wal(&server, "insert");
     assert!(matches!(
-        lock.try_acquire(&name, &a, ttl).await.unwrap(),
+        lock.try_acquire(Claim::new(&name, &a, ttl)).await.unwrap(),
         AcquireOutcome::Acquired(_)
     ));
     assert!(wal(&server, "flush") > before, "a grant waits for the disk");
@@ -90,7 +92,7 @@ async fn grants_renewals_and_force_releases_wait_for_the_disk_and_an_owners_rele
     );
 
     assert!(matches!(
-        lock.try_acquire(&name, &b, ttl).await.unwrap(),
+        lock.try_acquire(Claim::new(&name, &b, ttl)).await.unwrap(),
         AcquireOutcome::Acquired(_)
     ));
     assert!(

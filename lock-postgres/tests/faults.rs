@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use conformance_tests::kit::PostgresServer;
 use lock_core::{
-    AcquireOptions, AcquireOutcome, Acquisition, Error, Guard, Lease, Lock, LockName, LockState,
-    LossReason, Operation, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
+    AcquireOptions, AcquireOutcome, Acquisition, Claim, Error, Guard, Lease, Lock, LockName,
+    LockState, LossReason, Operation, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
 };
 use lock_postgres::LeaseLock;
 
@@ -103,9 +103,7 @@ async fn killed_connections_are_replaced_and_a_live_lease_is_not_lost() {
         tokio::spawn(async move {
             lock_core::acquire(
                 &*lock,
-                &name,
-                &OwnerId::random(),
-                ttl(60_000),
+                Claim::new(&name, &OwnerId::random(), ttl(60_000)),
                 Wait::Forever,
             )
             .await
@@ -121,7 +119,7 @@ async fn killed_connections_are_replaced_and_a_live_lease_is_not_lost() {
             .await
             .expect("inspect right after the kill")
         {
-            LockState::Locked(h) => assert_eq!(h.token, guard.token()),
+            LockState::Locked(hs) => assert_eq!(hs.first().token, guard.token()),
             other => panic!("expected locked, got {other:?}"),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -130,7 +128,7 @@ async fn killed_connections_are_replaced_and_a_live_lease_is_not_lost() {
     assert_eq!(guard.loss(), None, "the lease never lapsed");
     assert!(!waiter.is_finished(), "the waiter still waits");
     match other.inspect(&name).await.unwrap() {
-        LockState::Locked(h) => assert_eq!(h.token, guard.token()),
+        LockState::Locked(hs) => assert_eq!(hs.first().token, guard.token()),
         other => panic!("expected locked, got {other:?}"),
     }
     // And the waiter, whose LISTEN connection was killed, still hears the release.
@@ -159,11 +157,15 @@ async fn a_restart_mid_hold_fails_clearly_then_heals_and_tokens_rise() {
     let lock = connect(&url).await;
     let (a, b) = (OwnerId::random(), OwnerId::random());
     let name = name("restart");
-    let first = acquired(lock.try_acquire(&name, &a, ttl(60_000)).await.unwrap());
+    let first = acquired(
+        lock.try_acquire(Claim::new(&name, &a, ttl(60_000)))
+            .await
+            .unwrap(),
+    );
     tokio::task::block_in_place(|| server.kill());
     for _ in 0..2 {
         let started = Instant::now();
-        let result = lock.try_acquire(&name, &b, ttl(60_000)).await;
+        let result = lock.try_acquire(Claim::new(&name, &b, ttl(60_000))).await;
         assert_unreachable(
             result,
             Operation::TryAcquire,
@@ -188,7 +190,10 @@ async fn a_restart_mid_hold_fails_clearly_then_heals_and_tokens_rise() {
         .await
         .expect("inspect after the restart")
     {
-        LockState::Locked(h) => assert_eq!((h.owner, h.token), (a.clone(), first.token)),
+        LockState::Locked(hs) => assert_eq!(
+            (hs.first().owner.clone(), hs.first().token),
+            (a.clone(), first.token)
+        ),
         other => panic!("expected the lease from before the crash, got {other:?}"),
     }
     assert!(matches!(
@@ -199,7 +204,11 @@ async fn a_restart_mid_hold_fails_clearly_then_heals_and_tokens_rise() {
         lock.release(&name, &a).await.unwrap(),
         ReleaseOutcome::Released
     );
-    let second = acquired(lock.try_acquire(&name, &b, ttl(60_000)).await.unwrap());
+    let second = acquired(
+        lock.try_acquire(Claim::new(&name, &b, ttl(60_000)))
+            .await
+            .unwrap(),
+    );
     assert!(
         second.token > first.token,
         "{:?} after {:?}",
@@ -211,14 +220,22 @@ async fn a_restart_mid_hold_fails_clearly_then_heals_and_tokens_rise() {
         lock.force_release(&name).await.unwrap(),
         ReleaseOutcome::Released
     );
-    let third = acquired(lock.try_acquire(&name, &a, ttl(60_000)).await.unwrap());
+    let third = acquired(
+        lock.try_acquire(Claim::new(&name, &a, ttl(60_000)))
+            .await
+            .unwrap(),
+    );
     tokio::task::block_in_place(|| server.kill());
     tokio::task::block_in_place(|| server.restart());
     assert_eq!(
         lock.force_release(&name).await.unwrap(),
         ReleaseOutcome::Released
     );
-    let fourth = acquired(lock.try_acquire(&name, &b, ttl(60_000)).await.unwrap());
+    let fourth = acquired(
+        lock.try_acquire(Claim::new(&name, &b, ttl(60_000)))
+            .await
+            .unwrap(),
+    );
     assert!(
         first.token < second.token && second.token < third.token && third.token < fourth.token,
         "{:?}",
@@ -249,7 +266,7 @@ async fn a_guard_reports_a_lease_that_lapsed_while_the_server_was_down() {
     assert_eq!(other.inspect(&name).await.unwrap(), LockState::Open);
     let next = acquired(
         other
-            .try_acquire(&name, &OwnerId::random(), ttl(60_000))
+            .try_acquire(Claim::new(&name, &OwnerId::random(), ttl(60_000)))
             .await
             .unwrap(),
     );
@@ -266,7 +283,11 @@ async fn a_paused_server_is_an_error_in_time_not_a_hang() {
     let lock = connect(&url).await;
     let owner = OwnerId::random();
     let name = name("paused");
-    acquired(lock.try_acquire(&name, &owner, ttl(60_000)).await.unwrap());
+    acquired(
+        lock.try_acquire(Claim::new(&name, &owner, ttl(60_000)))
+            .await
+            .unwrap(),
+    );
     server.pause();
     let started = Instant::now();
     assert_unreachable(
@@ -304,9 +325,19 @@ async fn a_holder_paused_past_its_ttl_loses_the_lease() {
     let (stale, fresh) = (connect(&server.url()).await, connect(&server.url()).await);
     let (a, b) = (OwnerId::random(), OwnerId::random());
     let name = name("paused-holder");
-    let first = acquired(stale.try_acquire(&name, &a, ttl(300)).await.unwrap());
+    let first = acquired(
+        stale
+            .try_acquire(Claim::new(&name, &a, ttl(300)))
+            .await
+            .unwrap(),
+    );
     tokio::time::sleep(Duration::from_millis(450)).await;
-    let second = acquired(fresh.try_acquire(&name, &b, ttl(60_000)).await.unwrap());
+    let second = acquired(
+        fresh
+            .try_acquire(Claim::new(&name, &b, ttl(60_000)))
+            .await
+            .unwrap(),
+    );
     assert!(second.token > first.token);
     assert_eq!(
         stale.renew(&name, &a, ttl(60_000)).await.unwrap(),
@@ -317,7 +348,10 @@ async fn a_holder_paused_past_its_ttl_loses_the_lease() {
         ReleaseOutcome::NotOwner
     );
     match stale.inspect(&name).await.unwrap() {
-        LockState::Locked(h) => assert_eq!((h.owner, h.token), (b, second.token)),
+        LockState::Locked(hs) => assert_eq!(
+            (hs.first().owner.clone(), hs.first().token),
+            (b, second.token)
+        ),
         other => panic!("expected b's lease, got {other:?}"),
     }
 }
@@ -331,16 +365,25 @@ async fn session_locks_end_with_a_restart_and_tokens_still_rise() {
     let (lock, other) = (connect(&url).await, connect(&url).await);
     let (a, b) = (OwnerId::random(), OwnerId::random());
     let name = name("session-restart");
-    let first = acquired(lock.try_acquire(&name, &a, ttl(1000)).await.unwrap());
+    let first = acquired(
+        lock.try_acquire(Claim::new(&name, &a, ttl(1000)))
+            .await
+            .unwrap(),
+    );
     assert!(
-        matches!(other.try_acquire(&name, &b, ttl(1000)).await.unwrap(), AcquireOutcome::Held(h) if h.owner == a)
+        matches!(other.try_acquire(Claim::new(&name, &b, ttl(1000))).await.unwrap(), AcquireOutcome::Held(h) if h.owner == a)
     );
     tokio::task::block_in_place(|| server.restart());
     assert_eq!(
         lock.renew(&name, &a, ttl(1000)).await.unwrap(),
         RenewOutcome::Lost
     );
-    let second = acquired(other.try_acquire(&name, &b, ttl(1000)).await.unwrap());
+    let second = acquired(
+        other
+            .try_acquire(Claim::new(&name, &b, ttl(1000)))
+            .await
+            .unwrap(),
+    );
     assert!(second.token > first.token);
     assert_eq!(
         lock.release(&name, &a).await.unwrap(),
@@ -350,7 +393,7 @@ async fn session_locks_end_with_a_restart_and_tokens_still_rise() {
     let waiter = {
         let (lock, name, a) = (lock.clone(), name.clone(), a.clone());
         tokio::spawn(async move {
-            lock_core::acquire(&*lock, &name, &a, ttl(1000), Wait::Forever).await
+            lock_core::acquire(&*lock, Claim::new(&name, &a, ttl(1000)), Wait::Forever).await
         })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -384,7 +427,11 @@ async fn a_cancelled_session_acquire_leaves_no_lock() {
     let name = name("cancelled");
     let owner = OwnerId::random();
     // Warm the pools, so that cancellations land on statements rather than connects.
-    acquired(lock.try_acquire(&name, &owner, ttl(1000)).await.unwrap());
+    acquired(
+        lock.try_acquire(Claim::new(&name, &owner, ttl(1000)))
+            .await
+            .unwrap(),
+    );
     assert_eq!(
         lock.release(&name, &owner).await.unwrap(),
         ReleaseOutcome::Released
@@ -403,7 +450,7 @@ async fn a_cancelled_session_acquire_leaves_no_lock() {
     server.pause();
     let cut = tokio::time::timeout(
         Duration::from_millis(300),
-        lock.try_acquire(&name, &OwnerId::random(), ttl(1000)),
+        lock.try_acquire(Claim::new(&name, &OwnerId::random(), ttl(1000))),
     )
     .await;
     assert!(cut.is_err(), "cancelled: {cut:?}");
@@ -415,7 +462,7 @@ async fn a_cancelled_session_acquire_leaves_no_lock() {
         let owner = OwnerId::random();
         tokio::select! {
             biased;
-            got = lock.try_acquire(&name, &owner, ttl(1000)) => {
+            got = lock.try_acquire(Claim::new(&name, &owner, ttl(1000))) => {
                 acquired(got.unwrap());
                 assert_eq!(lock.release(&name, &owner).await.unwrap(), ReleaseOutcome::Released);
             }
@@ -426,7 +473,7 @@ async fn a_cancelled_session_acquire_leaves_no_lock() {
     assert!(cancelled > 0, "some calls were cancelled");
     acquired(
         other
-            .try_acquire(&name, &OwnerId::random(), ttl(1000))
+            .try_acquire(Claim::new(&name, &OwnerId::random(), ttl(1000)))
             .await
             .unwrap(),
     );

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use conformance_tests::kit::PostgresServer;
-use lock_core::{AcquireOutcome, Error, Lock, LockName, LockState, OwnerId, ReleaseOutcome, Ttl};
+use lock_core::{
+    AcquireOutcome, Claim, Error, Lock, LockName, LockState, OwnerId, ReleaseOutcome, Ttl,
+};
 use lock_postgres::{LeaseLock, SessionLock, advisory_key};
 
 static SERVER: conformance_tests::kit::Shared<PostgresServer> =
@@ -51,7 +53,11 @@ async fn every_name_is_its_own_lock(url: &str) {
         any.force_release(&name).await.unwrap();
         let lock = lock_postgres::connect(url).await.unwrap();
         let owner = OwnerId::random();
-        let token = match lock.try_acquire(&name, &owner, ttl()).await.unwrap() {
+        let token = match lock
+            .try_acquire(Claim::new(&name, &owner, ttl()))
+            .await
+            .unwrap()
+        {
             AcquireOutcome::Acquired(lease) => lease.token,
             other => panic!("{raw:?}: {other:?}"),
         };
@@ -59,12 +65,16 @@ async fn every_name_is_its_own_lock(url: &str) {
     }
     for (name, _, owner, token) in &holders {
         match any.inspect(name).await.unwrap() {
-            LockState::Locked(h) => assert_eq!((&h.owner, h.token), (owner, *token), "{name:?}"),
+            LockState::Locked(hs) => assert_eq!(
+                (&hs.first().owner, hs.first().token),
+                (owner, *token),
+                "{name:?}"
+            ),
             other => panic!("{name:?}: {other:?}"),
         }
         let intruder = OwnerId::random();
         assert!(matches!(
-            any.try_acquire(name, &intruder, ttl()).await.unwrap(),
+            any.try_acquire(Claim::new(name, &intruder, ttl())).await.unwrap(),
             AcquireOutcome::Held(h) if h.owner == *owner
         ));
     }
@@ -147,7 +157,9 @@ async fn the_documented_sql_finds_the_key() {
         assert_eq!(psql(&sql), key.to_string(), "{raw:?}");
         let owner = OwnerId::random();
         assert!(matches!(
-            lock.try_acquire(&name, &owner, ttl()).await.unwrap(),
+            lock.try_acquire(Claim::new(&name, &owner, ttl()))
+                .await
+                .unwrap(),
             AcquireOutcome::Acquired(_)
         ));
         let (hi, lo) = ((key >> 32) as u32, key as u32);
@@ -190,12 +202,15 @@ async fn racing_first_users_create_the_table_once() {
         let name = LockName::new("first").unwrap();
         let owner = OwnerId::random();
         assert!(matches!(
-            locks[0].try_acquire(&name, &owner, ttl()).await.unwrap(),
+            locks[0]
+                .try_acquire(Claim::new(&name, &owner, ttl()))
+                .await
+                .unwrap(),
             AcquireOutcome::Acquired(_)
         ));
         for lock in &locks[1..] {
             assert!(
-                matches!(lock.inspect(&name).await.unwrap(), LockState::Locked(h) if h.owner == owner)
+                matches!(lock.inspect(&name).await.unwrap(), LockState::Locked(hs) if hs.first().owner == owner)
             );
         }
     }
@@ -227,13 +242,19 @@ async fn a_dropped_table_comes_back() {
         .unwrap();
     let name = LockName::new("n").unwrap();
     let owner = OwnerId::random();
-    lock.try_acquire(&name, &owner, ttl()).await.unwrap();
+    lock.try_acquire(Claim::new(&name, &owner, ttl()))
+        .await
+        .unwrap();
     psql(&format!("DROP TABLE public.{table}"));
     assert!(matches!(
-        lock.try_acquire(&name, &owner, ttl()).await.unwrap(),
+        lock.try_acquire(Claim::new(&name, &owner, ttl()))
+            .await
+            .unwrap(),
         AcquireOutcome::Acquired(_)
     ));
-    assert!(matches!(lock.inspect(&name).await.unwrap(), LockState::Locked(h) if h.owner == owner));
+    assert!(
+        matches!(lock.inspect(&name).await.unwrap(), LockState::Locked(hs) if hs.first().owner == owner)
+    );
 }
 
 /// The waiters' line table sits beside the lock table, unlogged; one missing (a table made by
@@ -262,12 +283,14 @@ async fn the_line_table_is_unlogged_and_comes_back() {
     );
     let patience = std::time::Duration::from_secs(60);
     assert!(matches!(
-        lock.try_acquire(&name, &a, ttl()).await.unwrap(),
+        lock.try_acquire(Claim::new(&name, &a, ttl()))
+            .await
+            .unwrap(),
         AcquireOutcome::Acquired(_)
     ));
     psql(&format!("DROP TABLE public.{table}_line"));
     assert!(matches!(
-        lock.try_acquire_in_line(&name, &b, ttl(), patience).await.unwrap(),
+        lock.try_acquire_in_line(Claim::new(&name, &b, ttl()), patience).await.unwrap(),
         lock_core::raw::InLineOutcome::Held(h) if h.owner == a
     ));
     assert_eq!(

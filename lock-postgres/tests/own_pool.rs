@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use conformance_tests::kit::PostgresServer;
 use lock_core::{
-    AcquireOutcome, Error, InvalidInput, Lock, LockName, OwnerId, ReleaseOutcome, Ttl,
+    AcquireOutcome, Claim, Error, InvalidInput, Lock, LockName, OwnerId, ReleaseOutcome, Ttl,
 };
 use lock_postgres::{Config, LeaseLock, SessionLock};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -75,8 +75,16 @@ async fn leases_on_my_pool_are_the_same_leases() {
         OwnerId::random(),
         OwnerId::random(),
     );
-    let token = acquired(mine.try_acquire(&name, &a, ttl()).await.unwrap());
-    match theirs.try_acquire(&name, &b, ttl()).await.unwrap() {
+    let token = acquired(
+        mine.try_acquire(Claim::new(&name, &a, ttl()))
+            .await
+            .unwrap(),
+    );
+    match theirs
+        .try_acquire(Claim::new(&name, &b, ttl()))
+        .await
+        .unwrap()
+    {
         AcquireOutcome::Held(holder) => {
             assert_eq!((holder.owner, holder.token.get()), (a.clone(), token));
         }
@@ -103,7 +111,12 @@ async fn leases_on_my_pool_are_the_same_leases() {
     tokio::time::timeout(PROMPTLY, change)
         .await
         .expect("the release's NOTIFY reaches the waiter on my pool");
-    let next = acquired(theirs.try_acquire(&name, &b, ttl()).await.unwrap());
+    let next = acquired(
+        theirs
+            .try_acquire(Claim::new(&name, &b, ttl()))
+            .await
+            .unwrap(),
+    );
     assert!(
         next > token,
         "tokens keep rising across handles: {next} > {token}"
@@ -130,7 +143,7 @@ async fn session_locks_on_my_pool_keep_a_connection_each_until_released() {
         LockName::new("own-pool-session-2").unwrap(),
     ];
     for (held, name) in names.iter().enumerate() {
-        acquired(mine.try_acquire(name, &a, ttl()).await.unwrap());
+        acquired(mine.try_acquire(Claim::new(name, &a, ttl())).await.unwrap());
         assert_eq!(
             in_use(&pool, held + 1).await,
             held + 1,
@@ -138,7 +151,7 @@ async fn session_locks_on_my_pool_keep_a_connection_each_until_released() {
         );
         assert!(
             matches!(
-                theirs.try_acquire(name, &b, ttl()).await.unwrap(),
+                theirs.try_acquire(Claim::new(name, &b, ttl())).await.unwrap(),
                 AcquireOutcome::Held(holder) if holder.owner == a
             ),
             "the other handle sees {name} held"
@@ -156,7 +169,12 @@ async fn session_locks_on_my_pool_keep_a_connection_each_until_released() {
         "a released lock's connection goes back"
     );
     for name in &names {
-        acquired(theirs.try_acquire(name, &b, ttl()).await.unwrap());
+        acquired(
+            theirs
+                .try_acquire(Claim::new(name, &b, ttl()))
+                .await
+                .unwrap(),
+        );
         theirs.release(name, &b).await.unwrap();
     }
 }

@@ -3,7 +3,7 @@
 
 mod bouncer;
 
-use lock_core::{Lock, LockName, OwnerId, Ttl};
+use lock_core::{Claim, Lock, LockName, OwnerId, Ttl};
 use lock_postgres::LeaseLock;
 
 /// Without LISTEN, a handle says it has no wake-ups, and waiters poll.
@@ -18,7 +18,9 @@ async fn no_listen_through_pgbouncer() {
     let owner = OwnerId::random();
     let ttl = Ttl::from_millis(60_000).unwrap();
     for _ in 0..50 {
-        lock.try_acquire(&name, &owner, ttl).await.unwrap();
+        lock.try_acquire(Claim::new(&name, &owner, ttl))
+            .await
+            .unwrap();
         lock.renew(&name, &owner, ttl).await.unwrap();
         lock.inspect(&name).await.unwrap();
         lock.release(&name, &owner).await.unwrap();

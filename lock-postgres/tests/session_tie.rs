@@ -9,7 +9,9 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use conformance_tests::kit::PostgresServer;
-use lock_core::{AcquireOutcome, Lock, LockName, OwnerId, ReleaseOutcome, RenewOutcome, Ttl};
+use lock_core::{
+    AcquireOutcome, Claim, Lock, LockName, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
+};
 use lock_postgres::SessionLock;
 
 fn ttl() -> Ttl {
@@ -32,7 +34,11 @@ async fn closing_a_session_tie_while_the_handle_lives_ends_nothing() {
     let server = PostgresServer::start();
     let (a, b) = two_handles(&server).await;
     let (name, owner) = (LockName::new("tied").unwrap(), OwnerId::random());
-    let AcquireOutcome::Acquired(lease) = a.try_acquire(&name, &owner, ttl()).await.unwrap() else {
+    let AcquireOutcome::Acquired(lease) = a
+        .try_acquire(Claim::new(&name, &owner, ttl()))
+        .await
+        .unwrap()
+    else {
         panic!("a free name");
     };
     assert!(
@@ -42,7 +48,7 @@ async fn closing_a_session_tie_while_the_handle_lives_ends_nothing() {
     let tie = a.tie(&name, &owner).await.unwrap().expect("a tie over TCP");
     drop(tie);
     match b
-        .try_acquire(&name, &OwnerId::random(), ttl())
+        .try_acquire(Claim::new(&name, &OwnerId::random(), ttl()))
         .await
         .unwrap()
     {
@@ -58,7 +64,7 @@ async fn closing_a_session_tie_while_the_handle_lives_ends_nothing() {
         ReleaseOutcome::Released
     );
     assert!(matches!(
-        b.try_acquire(&name, &OwnerId::random(), ttl())
+        b.try_acquire(Claim::new(&name, &OwnerId::random(), ttl()))
             .await
             .unwrap(),
         AcquireOutcome::Acquired(_)
@@ -71,7 +77,9 @@ async fn a_release_ends_the_tied_session_while_a_copy_is_open() {
     let (a, b) = two_handles(&server).await;
     let (name, owner) = (LockName::new("tied").unwrap(), OwnerId::random());
     assert!(matches!(
-        a.try_acquire(&name, &owner, ttl()).await.unwrap(),
+        a.try_acquire(Claim::new(&name, &owner, ttl()))
+            .await
+            .unwrap(),
         AcquireOutcome::Acquired(_)
     ));
     let copy = TcpStream::from(OwnedFd::from(
@@ -91,7 +99,7 @@ async fn a_release_ends_the_tied_session_while_a_copy_is_open() {
         "the tied connection lives on: {read:?}"
     );
     assert!(matches!(
-        b.try_acquire(&name, &OwnerId::random(), ttl())
+        b.try_acquire(Claim::new(&name, &OwnerId::random(), ttl()))
             .await
             .unwrap(),
         AcquireOutcome::Acquired(_)

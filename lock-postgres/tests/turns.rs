@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use conformance_tests::kit::PostgresServer;
 use lock_core::raw::{ChangeFuture, InLineOutcome};
-use lock_core::{AcquireOutcome, Lock, LockName, OwnerId, ReleaseOutcome, Ttl};
+use lock_core::{AcquireOutcome, Claim, Lock, LockName, OwnerId, ReleaseOutcome, Ttl};
 use lock_postgres::LeaseLock;
 
 static SERVER: conformance_tests::kit::Shared<PostgresServer> =
@@ -41,7 +41,10 @@ async fn turn(lock: &LeaseLock, name: &LockName, owner: &OwnerId) -> ChangeFutur
 async fn notified_since(holder: &LeaseLock, waiters: &LeaseLock) {
     let (name, owner) = (LockName::new("turns-barrier").unwrap(), OwnerId::random());
     let change = waiters.watch(&name).await.unwrap().expect("LISTEN is on");
-    holder.try_acquire(&name, &owner, ttl()).await.unwrap();
+    holder
+        .try_acquire(Claim::new(&name, &owner, ttl()))
+        .await
+        .unwrap();
     holder.release(&name, &owner).await.unwrap();
     tokio::time::timeout(PROMPTLY, change)
         .await
@@ -72,12 +75,15 @@ async fn an_opening_wakes_only_the_first_in_lines_turn_and_a_leave_the_next() {
         let [a, b, c, d] = [(); 4].map(|()| OwnerId::random());
         holder.force_release(&name).await.unwrap();
         assert!(matches!(
-            holder.try_acquire(&name, &a, ttl()).await.unwrap(),
+            holder
+                .try_acquire(Claim::new(&name, &a, ttl()))
+                .await
+                .unwrap(),
             AcquireOutcome::Acquired(_)
         ));
         for owner in [&b, &c, &d] {
             let outcome = waiters
-                .try_acquire_in_line(&name, owner, ttl(), KEEP)
+                .try_acquire_in_line(Claim::new(&name, owner, ttl()), KEEP)
                 .await
                 .unwrap();
             assert!(
@@ -114,7 +120,7 @@ async fn an_opening_wakes_only_the_first_in_lines_turn_and_a_leave_the_next() {
         assert!(!woken(&mut third).await, "{case}: the third slept on");
         assert!(matches!(
             waiters
-                .try_acquire_in_line(&name, &c, ttl(), KEEP)
+                .try_acquire_in_line(Claim::new(&name, &c, ttl()), KEEP)
                 .await
                 .unwrap(),
             InLineOutcome::Acquired(_)
@@ -140,9 +146,12 @@ async fn a_waiter_woken_for_a_turn_that_is_not_its_own_passes_it_on() {
     let waiters = LeaseLock::connect(&url).await.unwrap();
     let [a, b, c] = [(); 3].map(|()| OwnerId::random());
     holder.force_release(&name).await.unwrap();
-    holder.try_acquire(&name, &a, ttl()).await.unwrap();
+    holder
+        .try_acquire(Claim::new(&name, &a, ttl()))
+        .await
+        .unwrap();
     let outcome = waiters
-        .try_acquire_in_line(&name, &b, ttl(), KEEP)
+        .try_acquire_in_line(Claim::new(&name, &b, ttl()), KEEP)
         .await
         .unwrap();
     assert!(matches!(outcome, InLineOutcome::Held(_)), "{outcome:?}");
@@ -169,7 +178,7 @@ async fn a_waiter_woken_for_a_turn_that_is_not_its_own_passes_it_on() {
         ))
     });
     let outcome = waiters
-        .try_acquire_in_line(&name, &b, ttl(), KEEP)
+        .try_acquire_in_line(Claim::new(&name, &b, ttl()), KEEP)
         .await
         .unwrap();
     assert!(
@@ -180,7 +189,7 @@ async fn a_waiter_woken_for_a_turn_that_is_not_its_own_passes_it_on() {
         .await
         .expect("b, finding c ahead of it on an open name, wakes c");
     let outcome = waiters
-        .try_acquire_in_line(&name, &c, ttl(), KEEP)
+        .try_acquire_in_line(Claim::new(&name, &c, ttl()), KEEP)
         .await
         .unwrap();
     assert!(matches!(outcome, InLineOutcome::Acquired(_)), "{outcome:?}");

@@ -112,6 +112,7 @@ impl<'a> Answer<'a> {
             token,
             // -1: a key without expiry, which this library never writes.
             expires_in: u64::try_from(pttl).ok().map(Duration::from_millis),
+            kind: lock_core::Kind::Exclusive,
         })
     }
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lock_core::raw::{ChangeFuture, InLineOutcome};
 use lock_core::{
-    AcquireOutcome, Capabilities, Error, Lock, LockName, LockState, OwnerId, ReleaseOutcome,
+    AcquireOutcome, Capabilities, Claim, Error, Lock, LockName, LockState, OwnerId, ReleaseOutcome,
     RenewOutcome, Ttl,
 };
 use redis::ScriptInvocation;
@@ -132,26 +132,22 @@ impl Lock for RedisLock {
             owner_on_any_handle: true,
             fair_line: true,
             holder_tie: false,
+            ..Capabilities::default()
         }
     }
 
-    async fn try_acquire(
-        &self,
-        name: &LockName,
-        owner: &OwnerId,
-        ttl: Ttl,
-    ) -> Result<AcquireOutcome, Error> {
-        ops::try_acquire(self, name, owner, ttl).await
+    async fn try_acquire(&self, claim: Claim<'_>) -> Result<AcquireOutcome, Error> {
+        self.capabilities().check(claim.kind)?;
+        ops::try_acquire(self, claim.name, claim.owner, claim.ttl).await
     }
 
     async fn try_acquire_in_line(
         &self,
-        name: &LockName,
-        owner: &OwnerId,
-        ttl: Ttl,
+        claim: Claim<'_>,
         patience: Duration,
     ) -> Result<InLineOutcome, Error> {
-        ops::try_acquire_in_line(self, name, owner, ttl, patience).await
+        self.capabilities().check(claim.kind)?;
+        ops::try_acquire_in_line(self, claim.name, claim.owner, claim.ttl, patience).await
     }
 
     async fn leave_line(&self, name: &LockName, owner: &OwnerId) -> Result<(), Error> {

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use conformance_tests::kit::{RedisServer, free_port};
-use lock_core::{Acquisition, Error, Lock, LockName, OwnerId, ReleaseOutcome, Ttl, Wait};
+use lock_core::{Acquisition, Claim, Error, Lock, LockName, OwnerId, ReleaseOutcome, Ttl, Wait};
 use lock_redis::RedisLock;
 
 fn ttl() -> Ttl {
@@ -153,7 +153,12 @@ async fn credentials_are_checked_and_never_shown() {
         let lock = RedisLock::connect(&url).await.expect("the right password");
         assert!(!format!("{lock:?}").contains("s3cret"), "{lock:?}");
         let name = LockName::new("n").unwrap();
-        let got = lock_core::acquire(&lock, &name, &OwnerId::random(), ttl(), Wait::No).await;
+        let got = lock_core::acquire(
+            &lock,
+            Claim::new(&name, &OwnerId::random(), ttl()),
+            Wait::No,
+        )
+        .await;
         assert!(matches!(got, Ok(Acquisition::Acquired(_))), "{got:?}");
         assert_eq!(
             lock.force_release(&name).await.unwrap(),
@@ -269,16 +274,16 @@ async fn rediss_talks_tls_and_checks_the_certificate() {
         );
         let name = LockName::new(format!("tls-{host}")).unwrap();
         let (x, y) = (OwnerId::random(), OwnerId::random());
-        let got = lock_core::acquire(&a, &name, &x, ttl(), Wait::No)
+        let got = lock_core::acquire(&a, Claim::new(&name, &x, ttl()), Wait::No)
             .await
             .unwrap();
         assert!(matches!(got, Acquisition::Acquired(_)));
         // A waiter on the TLS pub/sub connection is woken by the release.
         let waiter = {
             let (b, name, y) = (b.clone(), name.clone(), y.clone());
-            tokio::spawn(
-                async move { lock_core::acquire(&b, &name, &y, ttl(), Wait::Forever).await },
-            )
+            tokio::spawn(async move {
+                lock_core::acquire(&b, Claim::new(&name, &y, ttl()), Wait::Forever).await
+            })
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(

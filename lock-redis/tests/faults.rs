@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use conformance_tests::kit::RedisServer;
 use lock_core::{
-    AcquireOptions, AcquireOutcome, Acquisition, Error, FencingToken, Guard, Lock, LockName,
+    AcquireOptions, AcquireOutcome, Acquisition, Claim, Error, FencingToken, Guard, Lock, LockName,
     LockState, LossReason, Operation, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
 };
 use lock_redis::RedisLock;
@@ -59,24 +59,32 @@ async fn a_killed_and_restarted_server_loses_leases_but_not_the_handle_nor_token
     // Tokens handed out before the crash: across release, expiry and force release.
     let mut tokens = Vec::new();
     tokens.push(acquired(
-        lock.try_acquire(&n, &a, ttl(60_000)).await.unwrap(),
+        lock.try_acquire(Claim::new(&n, &a, ttl(60_000)))
+            .await
+            .unwrap(),
     ));
     assert_eq!(
         lock.release(&n, &a).await.unwrap(),
         ReleaseOutcome::Released
     );
     tokens.push(acquired(
-        lock.try_acquire(&n, &b, ttl(60_000)).await.unwrap(),
+        lock.try_acquire(Claim::new(&n, &b, ttl(60_000)))
+            .await
+            .unwrap(),
     ));
     assert_eq!(
         lock.force_release(&n).await.unwrap(),
         ReleaseOutcome::Released
     );
     tokens.push(acquired(
-        lock.try_acquire(&n, &a, ttl(60_000)).await.unwrap(),
+        lock.try_acquire(Claim::new(&n, &a, ttl(60_000)))
+            .await
+            .unwrap(),
     ));
     tokens.push(acquired(
-        lock.try_acquire(&held, &a, ttl(60_000)).await.unwrap(),
+        lock.try_acquire(Claim::new(&held, &a, ttl(60_000)))
+            .await
+            .unwrap(),
     ));
     let options = AcquireOptions::new().ttl(ttl(1_000)).wait(Wait::No);
     let guard = Guard::acquire(Arc::new(lock.clone()), guarded.clone(), options)
@@ -130,10 +138,17 @@ async fn a_killed_and_restarted_server_loses_leases_but_not_the_handle_nor_token
     // Tokens go on above every token before the crash, although the counters are gone.
     let highest = *tokens.iter().max().unwrap();
     for name in [&n, &held, &guarded] {
-        let token = acquired(idle.try_acquire(name, &b, ttl(60_000)).await.unwrap());
+        let token = acquired(
+            idle.try_acquire(Claim::new(name, &b, ttl(60_000)))
+                .await
+                .unwrap(),
+        );
         assert!(token > highest, "{name:?}: {token} after {tokens:?}");
     }
-    let again = lock.try_acquire(&n, &a, ttl(60_000)).await.unwrap();
+    let again = lock
+        .try_acquire(Claim::new(&n, &a, ttl(60_000)))
+        .await
+        .unwrap();
     assert!(
         matches!(again, AcquireOutcome::Held(h) if h.owner == b),
         "b holds n"
@@ -148,23 +163,31 @@ async fn waiters_are_woken_on_a_new_pubsub_connection_after_a_restart() {
     let n = name("n");
     let (a, b) = (OwnerId::random(), OwnerId::random());
     // Open the waiter's pub/sub connection before the crash.
-    acquired(holding.try_acquire(&n, &a, ttl(60_000)).await.unwrap());
+    acquired(
+        holding
+            .try_acquire(Claim::new(&n, &a, ttl(60_000)))
+            .await
+            .unwrap(),
+    );
     let got = lock_core::acquire(
         &waiting,
-        &n,
-        &b,
-        ttl(60_000),
+        Claim::new(&n, &b, ttl(60_000)),
         Wait::For(Duration::from_millis(100)),
     );
     assert!(matches!(got.await.unwrap(), Acquisition::TimedOut(_)));
 
     blocking(|| server.kill());
     blocking(|| server.restart());
-    acquired(holding.try_acquire(&n, &a, ttl(60_000)).await.unwrap());
+    acquired(
+        holding
+            .try_acquire(Claim::new(&n, &a, ttl(60_000)))
+            .await
+            .unwrap(),
+    );
     let waiter = {
         let (waiting, n, b) = (waiting.clone(), n.clone(), b.clone());
         tokio::spawn(async move {
-            lock_core::acquire(&waiting, &n, &b, ttl(60_000), Wait::Forever).await
+            lock_core::acquire(&waiting, Claim::new(&n, &b, ttl(60_000)), Wait::Forever).await
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -188,7 +211,12 @@ async fn a_server_paused_past_the_ttl_comes_back_without_the_lease() {
     let (holder, other) = (connect(&url).await, connect(&url).await);
     let (n, guarded) = (name("n"), name("guarded"));
     let (a, b) = (OwnerId::random(), OwnerId::random());
-    let first = acquired(holder.try_acquire(&n, &a, ttl(300)).await.unwrap());
+    let first = acquired(
+        holder
+            .try_acquire(Claim::new(&n, &a, ttl(300)))
+            .await
+            .unwrap(),
+    );
     let options = AcquireOptions::new().ttl(ttl(600)).wait(Wait::No);
     let guard = Guard::acquire(Arc::new(holder.clone()), guarded, options)
         .await
@@ -243,7 +271,12 @@ async fn a_server_paused_past_the_ttl_comes_back_without_the_lease() {
         holder.renew(&n, &a, ttl(300)).await.unwrap(),
         RenewOutcome::Lost
     );
-    let next = acquired(other.try_acquire(&n, &b, ttl(60_000)).await.unwrap());
+    let next = acquired(
+        other
+            .try_acquire(Claim::new(&n, &b, ttl(60_000)))
+            .await
+            .unwrap(),
+    );
     assert!(next > first, "{next} after {first}");
     assert_eq!(
         holder.renew(&n, &a, ttl(300)).await.unwrap(),
@@ -254,7 +287,9 @@ async fn a_server_paused_past_the_ttl_comes_back_without_the_lease() {
         ReleaseOutcome::NotOwner
     );
     match holder.inspect(&n).await.unwrap() {
-        LockState::Locked(h) => assert_eq!((h.owner, h.token), (b, next)),
+        LockState::Locked(hs) => {
+            assert_eq!((hs.first().owner.clone(), hs.first().token), (b, next))
+        }
         other => panic!("expected b's lease, got {other:?}"),
     }
 }
@@ -266,9 +301,19 @@ async fn a_holder_that_stopped_renewing_is_told_lost_and_not_owner() {
     let (stale, other) = (connect(&url).await, connect(&url).await);
     let n = name("n");
     let (a, b) = (OwnerId::random(), OwnerId::random());
-    let first = acquired(stale.try_acquire(&n, &a, ttl(200)).await.unwrap());
+    let first = acquired(
+        stale
+            .try_acquire(Claim::new(&n, &a, ttl(200)))
+            .await
+            .unwrap(),
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let next = acquired(other.try_acquire(&n, &b, ttl(60_000)).await.unwrap());
+    let next = acquired(
+        other
+            .try_acquire(Claim::new(&n, &b, ttl(60_000)))
+            .await
+            .unwrap(),
+    );
     assert!(next > first);
     assert_eq!(
         stale.renew(&n, &a, ttl(60_000)).await.unwrap(),
@@ -278,7 +323,11 @@ async fn a_holder_that_stopped_renewing_is_told_lost_and_not_owner() {
         stale.release(&n, &a).await.unwrap(),
         ReleaseOutcome::NotOwner
     );
-    match stale.try_acquire(&n, &a, ttl(60_000)).await.unwrap() {
+    match stale
+        .try_acquire(Claim::new(&n, &a, ttl(60_000)))
+        .await
+        .unwrap()
+    {
         AcquireOutcome::Held(h) => assert_eq!((h.owner, h.token), (b, next)),
         other => panic!("expected held by b, got {other:?}"),
     }
@@ -337,7 +386,7 @@ fn a_holder_process_paused_past_its_ttl_is_told_lost_and_not_owner() {
         tokio::time::sleep(Duration::from_millis(800)).await;
         acquired(
             other
-                .try_acquire(&n, &OwnerId::random(), ttl(60_000))
+                .try_acquire(Claim::new(&n, &OwnerId::random(), ttl(60_000)))
                 .await
                 .unwrap(),
         )

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 
 use conformance_tests::kit::{RedisServer, Shared};
 use lock_core::{
-    AcquireOutcome, Error, FencingToken, Lock, LockName, LockState, OwnerId, ReleaseOutcome, Ttl,
+    AcquireOutcome, Claim, Error, FencingToken, Lock, LockName, LockState, OwnerId, ReleaseOutcome,
+    Ttl,
 };
 use lock_redis::RedisLock;
 use redis::AsyncCommands;
@@ -98,12 +99,20 @@ async fn hostile_names_are_locks_of_their_own() {
     for text in names {
         let name = LockName::new(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
         let owner = OwnerId::random();
-        let token = acquired(lock.try_acquire(&name, &owner, ttl()).await.unwrap());
+        let token = acquired(
+            lock.try_acquire(Claim::new(&name, &owner, ttl()))
+                .await
+                .unwrap(),
+        );
         holders.push((name, owner, token));
     }
     for (name, owner, token) in &holders {
         match lock.inspect(name).await.unwrap() {
-            LockState::Locked(h) => assert_eq!((&h.owner, h.token), (owner, *token), "{name:?}"),
+            LockState::Locked(hs) => assert_eq!(
+                (&hs.first().owner, hs.first().token),
+                (owner, *token),
+                "{name:?}"
+            ),
             other => panic!("{name:?}: {other:?}"),
         }
     }
@@ -144,22 +153,22 @@ async fn two_prefixes_never_share_a_lock() {
     let lookalike = LockName::new("x:{a}:lease").unwrap();
     let lookalike2 = LockName::new("x:").unwrap();
     acquired(
-        a.try_acquire(&plain, &OwnerId::random(), ttl())
+        a.try_acquire(Claim::new(&plain, &OwnerId::random(), ttl()))
             .await
             .unwrap(),
     );
     acquired(
-        b.try_acquire(&plain, &OwnerId::random(), ttl())
+        b.try_acquire(Claim::new(&plain, &OwnerId::random(), ttl()))
             .await
             .unwrap(),
     );
     acquired(
-        b.try_acquire(&lookalike, &OwnerId::random(), ttl())
+        b.try_acquire(Claim::new(&lookalike, &OwnerId::random(), ttl()))
             .await
             .unwrap(),
     );
     acquired(
-        b.try_acquire(&lookalike2, &OwnerId::random(), ttl())
+        b.try_acquire(Claim::new(&lookalike2, &OwnerId::random(), ttl()))
             .await
             .unwrap(),
     );
@@ -193,7 +202,9 @@ async fn foreign_content_is_reported_and_force_release_repairs_it() {
         other => panic!("expected corrupt, got {other:?}"),
     }
     assert!(corrupt(
-        lock.try_acquire(&n, &owner, ttl()).await.map(|_| ())
+        lock.try_acquire(Claim::new(&n, &owner, ttl()))
+            .await
+            .map(|_| ())
     ));
     assert!(corrupt(lock.renew(&n, &owner, ttl()).await.map(|_| ())));
     assert!(corrupt(lock.release(&n, &owner).await.map(|_| ())));
@@ -203,7 +214,11 @@ async fn foreign_content_is_reported_and_force_release_repairs_it() {
         lock.force_release(&n).await.unwrap(),
         ReleaseOutcome::Released
     );
-    acquired(lock.try_acquire(&n, &owner, ttl()).await.unwrap());
+    acquired(
+        lock.try_acquire(Claim::new(&n, &owner, ttl()))
+            .await
+            .unwrap(),
+    );
 
     // Another type at the lease key.
     let n = LockName::new("hashed").unwrap();
@@ -220,7 +235,7 @@ async fn foreign_content_is_reported_and_force_release_repairs_it() {
     let n = LockName::new("counted").unwrap();
     let k = lock.keys(&n);
     let () = conn.set(&k.token, "seven").await.unwrap();
-    match lock.try_acquire(&n, &owner, ttl()).await {
+    match lock.try_acquire(Claim::new(&n, &owner, ttl())).await {
         Err(Error::Corrupt { location, .. }) => assert!(location.contains(&k.token), "{location}"),
         other => panic!("expected corrupt, got {other:?}"),
     }
@@ -228,7 +243,11 @@ async fn foreign_content_is_reported_and_force_release_repairs_it() {
         lock.force_release(&n).await.unwrap(),
         ReleaseOutcome::Released
     );
-    let token = acquired(lock.try_acquire(&n, &owner, ttl()).await.unwrap());
+    let token = acquired(
+        lock.try_acquire(Claim::new(&n, &owner, ttl()))
+            .await
+            .unwrap(),
+    );
     let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -244,14 +263,21 @@ async fn foreign_content_is_reported_and_force_release_repairs_it() {
     let k = lock.keys(&n);
     let () = conn.set(&k.line, "not a line").await.unwrap();
     let patience = std::time::Duration::from_secs(1);
-    match lock.try_acquire_in_line(&n, &owner, ttl(), patience).await {
+    match lock
+        .try_acquire_in_line(Claim::new(&n, &owner, ttl()), patience)
+        .await
+    {
         Err(Error::Corrupt { location, .. }) => assert!(location.contains(&k.line), "{location}"),
         other => panic!("expected corrupt, got {other:?}"),
     }
     assert!(corrupt(lock.leave_line(&n, &owner).await));
     let still: String = conn.get(&k.line).await.unwrap();
     assert_eq!(still, "not a line", "left as it was");
-    acquired(lock.try_acquire(&n, &owner, ttl()).await.unwrap());
+    acquired(
+        lock.try_acquire(Claim::new(&n, &owner, ttl()))
+            .await
+            .unwrap(),
+    );
     assert_eq!(
         lock.release(&n, &owner).await.unwrap(),
         ReleaseOutcome::Released
@@ -263,7 +289,7 @@ async fn foreign_content_is_reported_and_force_release_repairs_it() {
         "repaired"
     );
     let lease = lock
-        .try_acquire_in_line(&n, &owner, ttl(), patience)
+        .try_acquire_in_line(Claim::new(&n, &owner, ttl()), patience)
         .await
         .unwrap();
     assert!(
@@ -276,7 +302,12 @@ async fn foreign_content_is_reported_and_force_release_repairs_it() {
     let k = lock.keys(&n);
     let () = conn.set(&k.token, "9000000000000000").await.unwrap();
     assert_eq!(
-        acquired(lock.try_acquire(&n, &owner, ttl()).await.unwrap()).get(),
+        acquired(
+            lock.try_acquire(Claim::new(&n, &owner, ttl()))
+                .await
+                .unwrap()
+        )
+        .get(),
         9_000_000_000_000_001
     );
 }

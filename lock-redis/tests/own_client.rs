@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use conformance_tests::kit::RedisServer;
-use lock_core::{AcquireOutcome, Error, Lock, LockName, LockState, OwnerId, Ttl};
+use lock_core::{AcquireOutcome, Claim, Error, Lock, LockName, LockState, OwnerId, Ttl};
 use lock_redis::{Config, RedisLock};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -27,13 +27,15 @@ async fn a_lock_from_the_applications_client_uses_its_server_database_and_creden
     let owner = OwnerId::random();
     let ttl = Ttl::from_millis(60_000).unwrap();
     assert!(matches!(
-        lock.try_acquire(&name, &owner, ttl).await.unwrap(),
+        lock.try_acquire(Claim::new(&name, &owner, ttl))
+            .await
+            .unwrap(),
         AcquireOutcome::Acquired(_)
     ));
     // The same lock, seen through a handle made from the URL.
     let other = RedisLock::connect(&url).await.expect("a URL lock");
     match other.inspect(&name).await.unwrap() {
-        LockState::Locked(holder) => assert_eq!(holder.owner, owner),
+        LockState::Locked(hs) => assert_eq!(hs.first().owner, owner),
         state => panic!("not seen in db 3: {state:?}"),
     }
     // Wake-ups work too: the lock opened its own pub/sub connection.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use conformance_tests::kit::RedisServer;
-use lock_core::{Acquisition, Lock, LockName, OwnerId, ReleaseOutcome, Ttl, Wait};
+use lock_core::{Acquisition, Claim, Lock, LockName, OwnerId, ReleaseOutcome, Ttl, Wait};
 use lock_redis::RedisLock;
 
 fn ttl() -> Ttl {
@@ -51,7 +51,10 @@ async fn waiters_of_a_handle_share_one_pubsub_connection() {
     let holder = OwnerId::random();
     for name in &names {
         assert!(matches!(
-            holding.try_acquire(name, &holder, ttl()).await.unwrap(),
+            holding
+                .try_acquire(Claim::new(name, &holder, ttl()))
+                .await
+                .unwrap(),
             lock_core::AcquireOutcome::Acquired(_)
         ));
     }
@@ -60,7 +63,12 @@ async fn waiters_of_a_handle_share_one_pubsub_connection() {
         .map(|name| {
             let (waiting, name) = (waiting.clone(), name.clone());
             tokio::spawn(async move {
-                lock_core::acquire(&waiting, &name, &OwnerId::random(), ttl(), Wait::Forever).await
+                lock_core::acquire(
+                    &waiting,
+                    Claim::new(&name, &OwnerId::random(), ttl()),
+                    Wait::Forever,
+                )
+                .await
             })
         })
         .collect();
@@ -137,11 +145,19 @@ async fn without_pubsub_waiters_poll() {
         "SUBSCRIBE is refused"
     );
     let holder = OwnerId::random();
-    holding.try_acquire(&name, &holder, ttl()).await.unwrap();
+    holding
+        .try_acquire(Claim::new(&name, &holder, ttl()))
+        .await
+        .unwrap();
     let waiter = {
         let (waiting, name) = (waiting.clone(), name.clone());
         tokio::spawn(async move {
-            lock_core::acquire(&waiting, &name, &OwnerId::random(), ttl(), Wait::Forever).await
+            lock_core::acquire(
+                &waiting,
+                Claim::new(&name, &OwnerId::random(), ttl()),
+                Wait::Forever,
+            )
+            .await
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -109,7 +109,7 @@ impl Lane {
     /// The pid in the owner id of the lock's holder, whether or not that worker still lives.
     pub async fn holder_owner(&self, lock: &dyn Lock) -> Option<u32> {
         match lock.inspect(&self.name).await {
-            Ok(LockState::Locked(h)) => pid_of(&h.owner),
+            Ok(LockState::Locked(h)) => pid_of(&h.first().owner),
             _ => None,
         }
     }

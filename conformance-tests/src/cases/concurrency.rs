@@ -53,11 +53,11 @@ pub async fn one_handle_many_tasks(s: &Suite) {
             tokio::spawn(async move {
                 let owner = OwnerId::random();
                 let won = lock
-                    .try_acquire(&shared, &owner, ttl(LONG))
+                    .try_acquire(Claim::new(&shared, &owner, ttl(LONG)))
                     .await
                     .expect("try_acquire");
                 let mine = lock
-                    .try_acquire(&own, &owner, ttl(LONG))
+                    .try_acquire(Claim::new(&own, &owner, ttl(LONG)))
                     .await
                     .expect("try_acquire");
                 assert!(

@@ -13,8 +13,10 @@ pub mod guard;
 pub mod input;
 pub mod inspect;
 pub mod line;
+pub mod permits;
 pub mod release;
 pub mod renew;
+pub mod shared;
 mod support;
 pub mod tie;
 pub mod tokens;
@@ -71,6 +73,12 @@ pub enum Need {
     HolderTie,
     /// No [`Capabilities::holder_tie`]: a tie, if the backend gives one, only keeps a lease.
     NoHolderTie,
+    /// [`Capabilities::permits`].
+    Permits,
+    /// No [`Capabilities::permits`]: permit claims must be refused.
+    NoPermits,
+    /// [`Capabilities::shared`].
+    Shared,
 }
 
 impl Need {
@@ -86,6 +94,9 @@ impl Need {
             Need::FairLine => c.fair_line,
             Need::HolderTie => c.holder_tie,
             Need::NoHolderTie => !c.holder_tie,
+            Need::Permits => c.permits,
+            Need::NoPermits => !c.permits,
+            Need::Shared => c.shared,
         }
     }
 
@@ -99,6 +110,8 @@ impl Need {
             Need::OwnerOnAnyHandle => "owner_on_any_handle",
             Need::FairLine => "fair_line",
             Need::HolderTie | Need::NoHolderTie => "holder_tie",
+            Need::Permits | Need::NoPermits => "permits",
+            Need::Shared => "shared",
         }
     }
 
@@ -106,6 +119,7 @@ impl Need {
     pub fn reason(self) -> String {
         match self {
             Need::NoHolderTie => "the backend has `holder_tie`: the tie cases apply".to_owned(),
+            Need::NoPermits => "the backend has `permits`: the permit cases apply".to_owned(),
             need => format!("the backend lacks `{}`", need.name()),
         }
     }
@@ -186,6 +200,44 @@ pub const CASES: &[Case] = &[
         tie::a_tie_without_holder_tie_only_keeps_the_lease,
         NoHolderTie
     ),
+    // permits.rs
+    case!(permits::a_semaphore_admits_at_most_n, Permits),
+    case!(permits::a_release_frees_exactly_one_permit, Permits),
+    case!(
+        permits::expiry_of_one_permit_frees_exactly_one,
+        Permits,
+        Expiry
+    ),
+    case!(permits::another_n_is_refused_and_changes_nothing, Permits),
+    case!(permits::force_release_removes_every_permit, Permits),
+    case!(
+        permits::permit_waiters_are_served_in_order,
+        Permits,
+        FairLine
+    ),
+    case!(
+        permits::a_release_wakes_the_next_that_fits,
+        Permits,
+        WakeOnRelease
+    ),
+    case!(
+        permits::permits_are_refused_without_the_capability,
+        NoPermits
+    ),
+    // shared.rs
+    case!(shared::readers_share_and_a_writer_is_refused, Shared),
+    case!(shared::a_writer_holds_alone, Shared),
+    case!(
+        shared::a_waiting_writer_keeps_later_readers_out,
+        Shared,
+        FairLine
+    ),
+    case!(
+        shared::a_writer_release_wakes_the_waiting_readers,
+        Shared,
+        WakeOnRelease
+    ),
+    case!(shared::another_kind_on_a_shared_name_is_refused, Shared),
 ];
 
 /// The case named `name`.
@@ -212,6 +264,8 @@ mod tests {
             ("line", include_str!("line.rs")),
             ("guard", include_str!("guard.rs")),
             ("tie", include_str!("tie.rs")),
+            ("permits", include_str!("permits.rs")),
+            ("shared", include_str!("shared.rs")),
         ];
         let mut defined: Vec<&str> = files
             .iter()

@@ -7,11 +7,11 @@ pub(super) use std::time::Duration;
 
 pub(super) use lock_core::raw::InLineOutcome;
 pub(super) use lock_core::{
-    AcquireOptions, AcquireOutcome, Acquisition, Guard, Holder, Lease, Lock, LockName, LockState,
-    LossReason, OwnerId, ReleaseOutcome, RenewOutcome, Ttl, Wait,
+    AcquireOptions, AcquireOutcome, Acquisition, Claim, Guard, Holder, Holders, Kind, Lease, Lock,
+    LockName, LockState, LossReason, OwnerId, Permits, ReleaseOutcome, RenewOutcome, Ttl, Wait,
 };
 
-pub(super) use crate::suite::{Suite, sleep_ms, ttl};
+pub(super) use crate::suite::{Client, Suite, sleep_ms, ttl};
 
 /// Long enough never to lapse during a case.
 pub(super) const LONG: u64 = 60_000;
@@ -61,9 +61,17 @@ pub(super) fn behind(outcome: InLineOutcome, kept_ms: u64) {
     }
 }
 
+/// The lone holder of a locked name.
 pub(super) fn locked(state: LockState) -> Holder {
+    let holders = holders(state);
+    assert_eq!(holders.len(), 1, "expected one holder: {holders:?}");
+    holders.first().clone()
+}
+
+/// Every holder of a locked name.
+pub(super) fn holders(state: LockState) -> Holders {
     match state {
-        LockState::Locked(holder) => holder,
+        LockState::Locked(holders) => holders,
         other => panic!("expected locked, got {other:?}"),
     }
 }

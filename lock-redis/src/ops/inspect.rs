@@ -3,7 +3,7 @@
 use lock_core::Operation;
 use std::sync::LazyLock;
 
-use lock_core::{Error, LockName, LockState};
+use lock_core::{Error, Holders, LockName, LockState};
 use redis::Script;
 
 use super::invocation;
@@ -31,7 +31,7 @@ pub(crate) async fn inspect(lock: &RedisLock, name: &LockName) -> Result<LockSta
         &keys,
         call,
         |answer| match answer.code()? {
-            1 => Ok(LockState::Locked(answer.holder(1)?)),
+            1 => Ok(LockState::Locked(Holders::one(answer.holder(1)?))),
             0 => Ok(LockState::Open),
             code => Err(answer.unknown(code)),
         },

@@ -39,5 +39,6 @@ fn lease(name: &LockName, owner: &OwnerId, token: FencingToken, ttl: Ttl) -> Lea
         owner: owner.clone(),
         token,
         ttl,
+        kind: lock_core::Kind::Exclusive,
     }
 }
