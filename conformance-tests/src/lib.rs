@@ -8,7 +8,7 @@ mod runner;
 mod suite;
 
 pub use async_trait::async_trait;
-pub use cross_process::{CYCLES, WORKERS};
+pub use cross_process::{CYCLES, PERMITS, WORKERS};
 pub use lock_testkit as kit;
 pub use runner::{run_case, run_suites};
 pub use suite::{CaseFuture, Client, Setup, Suite};

@@ -4,7 +4,7 @@ use lock_core::Operation;
 use std::fmt;
 use std::time::Duration;
 
-use lock_core::{Error, FencingToken, Holder, LockName, OwnerId};
+use lock_core::{Claim, Error, FencingToken, Holder, Holders, Kind, LockName, OwnerId};
 use redis::Value;
 
 /// One operation on one name, for messages.
@@ -99,7 +99,36 @@ impl<'a> Answer<'a> {
             })
     }
 
-    /// Fields `i..i + 3`: token, owner, time left in ms.
+    /// Field `i`: a holder's kind, `x` for an exclusive lease, else the name's capacity.
+    pub(crate) fn kind(&self, i: usize) -> Result<Kind, Error> {
+        let text = self.text(i)?;
+        if text == "x" {
+            return Ok(Kind::Exclusive);
+        }
+        let capacity = text.parse::<u32>().ok();
+        capacity
+            .and_then(|cap| Kind::from_parts(cap, 1))
+            .ok_or_else(|| {
+                let detail = format!("the name's capacity {text:?} is not one this library writes");
+                self.op.corrupt(self.op.lease_key, detail)
+            })
+    }
+
+    /// The error for a claim that does not match the kind in force, given at field `i`.
+    pub(crate) fn mismatch(&self, i: usize, claim: Claim<'_>) -> Result<Error, Error> {
+        Ok(lock_core::raw::mismatch(claim, self.kind(i)?))
+    }
+
+    /// Every holder, four fields each from field `i` to the end.
+    pub(crate) fn holders(&self, i: usize) -> Result<Holders, Error> {
+        let holders = (i..self.items.len())
+            .step_by(4)
+            .map(|at| self.holder(at))
+            .collect::<Result<Vec<_>, _>>()?;
+        Holders::new(holders).ok_or_else(|| self.op.unexpected("a locked name without holders"))
+    }
+
+    /// Fields `i..i + 4`: token, owner, time left in ms, kind.
     pub(crate) fn holder(&self, i: usize) -> Result<Holder, Error> {
         let token = self.token(i)?;
         let owner = OwnerId::new(self.text(i + 1)?).map_err(|e| {
@@ -112,7 +141,7 @@ impl<'a> Answer<'a> {
             token,
             // -1: a key without expiry, which this library never writes.
             expires_in: u64::try_from(pttl).ok().map(Duration::from_millis),
-            kind: lock_core::Kind::Exclusive,
+            kind: self.kind(i + 3)?,
         })
     }
 }

@@ -20,6 +20,12 @@ pub struct Keys {
     pub line: String,
     /// How long each waiter's place is kept: a hash of owner to server time (ms).
     pub kept: String,
+    /// The shared and permit leases: a sorted set of owners by the server time (ms) each
+    /// lease ends at. An exclusive lease lives at `lease` instead.
+    pub holders: String,
+    /// The shared and permit leases' tokens: a hash of owner to token, and the field `""` to
+    /// the name's capacity (N, or the reader-writer capacity for shared leases).
+    pub permits: String,
     /// The channel a release or force release publishes on.
     pub channel: String,
 }
@@ -33,6 +39,8 @@ impl Keys {
             token: format!("{base}:token"),
             line: format!("{base}:line"),
             kept: format!("{base}:kept"),
+            holders: format!("{base}:holders"),
+            permits: format!("{base}:permits"),
             channel: format!("{base}:released"),
         }
     }
@@ -79,6 +87,8 @@ mod tests {
                 token: "lock:{job}:token".into(),
                 line: "lock:{job}:line".into(),
                 kept: "lock:{job}:kept".into(),
+                holders: "lock:{job}:holders".into(),
+                permits: "lock:{job}:permits".into(),
                 channel: "lock:{job}:released".into(),
             }
         );

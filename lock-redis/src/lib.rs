@@ -132,13 +132,13 @@ impl Lock for RedisLock {
             owner_on_any_handle: true,
             fair_line: true,
             holder_tie: false,
-            ..Capabilities::default()
+            permits: true,
+            shared: true,
         }
     }
 
     async fn try_acquire(&self, claim: Claim<'_>) -> Result<AcquireOutcome, Error> {
-        self.capabilities().check(claim.kind)?;
-        ops::try_acquire(self, claim.name, claim.owner, claim.ttl).await
+        ops::try_acquire(self, claim.with_kind(claim.kind)).await
     }
 
     async fn try_acquire_in_line(
@@ -146,8 +146,7 @@ impl Lock for RedisLock {
         claim: Claim<'_>,
         patience: Duration,
     ) -> Result<InLineOutcome, Error> {
-        self.capabilities().check(claim.kind)?;
-        ops::try_acquire_in_line(self, claim.name, claim.owner, claim.ttl, patience).await
+        ops::try_acquire_in_line(self, claim.with_kind(claim.kind), patience).await
     }
 
     async fn leave_line(&self, name: &LockName, owner: &OwnerId) -> Result<(), Error> {

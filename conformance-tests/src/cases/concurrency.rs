@@ -81,5 +81,48 @@ pub async fn one_handle_many_tasks(s: &Suite) {
 
 /// racing processes: W processes × M cycles never overlap; tokens rise in order of entry; a shared counter is exact.
 pub async fn cross_process_exclusion(s: &Suite) {
-    crate::cross_process::check(s).await;
+    crate::cross_process::check(s, crate::cross_process::Mode::Exclusive).await;
+}
+
+/// permits across processes: W processes on a semaphore of 3, never more than 3 inside (counted in a shared directory), every grant its own token.
+pub async fn cross_process_semaphore(s: &Suite) {
+    crate::cross_process::check(s, crate::cross_process::Mode::Semaphore).await;
+}
+
+/// shared across processes: readers and writers in W processes; no writer's hold overlaps any other, and the writers lose no update.
+pub async fn cross_process_readers_writers(s: &Suite) {
+    crate::cross_process::check(s, crate::cross_process::Mode::ReadersWriters).await;
+}
+
+/// permits: racing try acquires on a semaphore of 3 from 16 clients: exactly 3 win.
+pub async fn racing_clients_on_a_semaphore_exactly_n_win(s: &Suite) {
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        clients.push(s.client().await);
+    }
+    let name = s.name("n");
+    let three = Kind::permit(Permits::new(3).expect("3"));
+    let start = Arc::new(tokio::sync::Barrier::new(clients.len()));
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|c| {
+            let (name, start) = (name.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                c.claim(&name, ttl(LONG), three).await.expect("claim")
+            })
+        })
+        .collect();
+    let mut tokens = HashSet::new();
+    for task in tasks {
+        if let AcquireOutcome::Acquired(lease) = task.await.expect("task") {
+            tokens.insert(lease.token);
+        }
+    }
+    assert_eq!(
+        tokens.len(),
+        3,
+        "exactly 3 of 16 win a semaphore of 3: {tokens:?}"
+    );
+    assert_eq!(holders(s.client().await.inspect(&name).await).len(), 3);
 }

@@ -166,6 +166,16 @@ pub const CASES: &[Case] = &[
     case!(concurrency::racing_clients_exactly_one_wins),
     case!(concurrency::one_handle_many_tasks, OwnerOnAnyHandle),
     case!(concurrency::cross_process_exclusion, CrossProcess),
+    case!(concurrency::cross_process_semaphore, CrossProcess, Permits),
+    case!(
+        concurrency::cross_process_readers_writers,
+        CrossProcess,
+        Shared
+    ),
+    case!(
+        concurrency::racing_clients_on_a_semaphore_exactly_n_win,
+        Permits
+    ),
     // waiting.rs
     case!(waiting::waiter_wakes_on_release),
     case!(

@@ -10,15 +10,19 @@ use super::invocation;
 use crate::RedisLock;
 use crate::scripts::with_prelude;
 
-/// KEYS: lease, token, line, kept. ARGV: channel.
+/// KEYS: lease, token, line, kept, holders, permits. ARGV: channel.
 /// Replies `{1}` (released or repaired), `{0}` (not locked).
 ///
-/// Deletes whatever stands at the lease key, garbage included. A token key that does not
+/// Deletes whatever stands at the lease key and the shared and permit keys (every lease on
+/// the name), garbage included. A token key that does not
 /// hold a token is deleted too: the next acquisition then starts from the server clock,
 /// as after a restart without persistence. So are line and kept keys of another type (the
 /// waiters rejoin the line when they next ask).
 const LUA: &str = r#"
 local released = redis.call('DEL', KEYS[1]) == 1
+-- Live shared or permit leases, or keys this library does not write (`nil`): gone too.
+if read_permits(KEYS[5], KEYS[6]) ~= 0 then released = true end
+redis.call('DEL', KEYS[5], KEYS[6])
 local last = redis.pcall('GET', KEYS[2])
 if last and not is_counter(last) then
   redis.call('DEL', KEYS[2])
@@ -48,7 +52,14 @@ pub(crate) async fn force_release(
     let keys = lock.keys(name);
     let call = invocation(
         &SCRIPT,
-        &[&keys.lease, &keys.token, &keys.line, &keys.kept],
+        &[
+            &keys.lease,
+            &keys.token,
+            &keys.line,
+            &keys.kept,
+            &keys.holders,
+            &keys.permits,
+        ],
         &[&keys.channel],
     );
     lock.run(

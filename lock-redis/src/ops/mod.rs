@@ -9,7 +9,6 @@ mod renew;
 mod try_acquire;
 mod try_acquire_in_line;
 
-use lock_core::{FencingToken, Lease, LockName, OwnerId, Ttl};
 use redis::{Script, ScriptInvocation};
 
 pub(crate) use force_release::force_release;
@@ -30,15 +29,4 @@ fn invocation<'a>(script: &'a Script, keys: &[&str], args: &[&str]) -> ScriptInv
         invocation.arg(*arg);
     }
     invocation
-}
-
-/// The lease a grant or renewal of `token` hands `owner`.
-fn lease(name: &LockName, owner: &OwnerId, token: FencingToken, ttl: Ttl) -> Lease {
-    Lease {
-        name: name.clone(),
-        owner: owner.clone(),
-        token,
-        ttl,
-        kind: lock_core::Kind::Exclusive,
-    }
 }

@@ -10,7 +10,7 @@ use super::invocation;
 use crate::RedisLock;
 use crate::scripts::with_prelude;
 
-/// KEYS: lease. ARGV: owner, channel.
+/// KEYS: lease, holders, permits. ARGV: owner, channel.
 /// Replies `{1}` (released), `{2}` (not owner), `{0}` (not locked), `{-1, key, why}` (corrupt).
 ///
 /// PUBLISH goes through `pcall`: a server whose access rules forbid the channel still
@@ -18,10 +18,20 @@ use crate::scripts::with_prelude;
 const LUA: &str = r#"
 local lease, why = read_lease(KEYS[1])
 if why then return {-1, KEYS[1], 'the lease key ' .. why} end
-if not lease then return {0} end
-if lease.owner ~= ARGV[1] then return {2} end
-redis.call('DEL', KEYS[1])
-redis.pcall('PUBLISH', ARGV[2], lease.token)
+if lease then
+  if lease.owner ~= ARGV[1] then return {2} end
+  redis.call('DEL', KEYS[1])
+  redis.pcall('PUBLISH', ARGV[2], lease.token)
+  return {1}
+end
+local n, held, bad = read_permits(KEYS[2], KEYS[3])
+if not n then return {-1, held, bad} end
+if n == 0 then return {0} end
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return {2} end
+local token = redis.call('HGET', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+if n == 1 then redis.call('DEL', KEYS[2], KEYS[3]) end
+redis.pcall('PUBLISH', ARGV[2], token or 'released')
 return {1}
 "#;
 
@@ -34,7 +44,11 @@ pub(crate) async fn release(
     owner: &OwnerId,
 ) -> Result<ReleaseOutcome, Error> {
     let keys = lock.keys(name);
-    let call = invocation(&SCRIPT, &[&keys.lease], &[owner.as_str(), &keys.channel]);
+    let call = invocation(
+        &SCRIPT,
+        &[&keys.lease, &keys.holders, &keys.permits],
+        &[owner.as_str(), &keys.channel],
+    );
     lock.run(
         Operation::Release,
         name,
