@@ -26,6 +26,30 @@ pub(crate) fn read_up_to(file: &File, limit: usize) -> std::io::Result<Vec<u8>> 
     }
 }
 
+/// The whole of `file` when it is at most `max` bytes long, else `Err` with its length: one
+/// `pread` of up to `first` bytes for a file that short (every file of one lease), a `stat`
+/// and a second `pread` for a longer one.
+pub(crate) fn read_whole(
+    file: &File,
+    first: usize,
+    max: u64,
+) -> std::io::Result<Result<Vec<u8>, u64>> {
+    let bytes = read_up_to(file, first + 1)?;
+    if bytes.len() <= first && bytes.len() as u64 <= max {
+        return Ok(Ok(bytes));
+    }
+    let len = file.metadata()?.len();
+    if len > max {
+        return Ok(Err(len));
+    }
+    let bytes = read_up_to(file, len as usize + 1)?;
+    Ok(if bytes.len() as u64 > max {
+        Err(bytes.len() as u64)
+    } else {
+        Ok(bytes)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -44,6 +68,22 @@ mod tests {
         ];
         for (limit, expected) in cases {
             assert_eq!(read_up_to(&file, limit).unwrap(), expected, "limit {limit}");
+        }
+    }
+
+    #[test]
+    fn a_file_is_read_whole_up_to_its_limit() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&[b'x'; 100]).unwrap();
+        let cases: [(usize, u64, Result<usize, u64>); 4] = [
+            (100, 100, Ok(100)), // the first read takes it all
+            (10, 100, Ok(100)),  // a second read does
+            (10, 99, Err(100)),  // too long
+            (200, 50, Err(100)), // the first read is checked too
+        ];
+        for (first, max, want) in cases {
+            let got = read_whole(&file, first, max).unwrap().map(|b| b.len());
+            assert_eq!(got, want, "first {first}, max {max}");
         }
     }
 }

@@ -1,15 +1,17 @@
 //! The lease decisions: what each operation answers and writes, given a name's record and
 //! line as the transaction engine read them (`transaction.rs`). Nothing here touches a file.
+//! Whether a claim fits is `lock_core::raw::admit`'s to say, as on every backend; only live
+//! leases are written back.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lock_core::raw::InLineOutcome;
+use lock_core::raw::{self, Admission, InLineOutcome};
 use lock_core::{
-    AcquireOutcome, Error, FencingToken, Holder, HolderTie, Holders, Kind, Lease, LockName,
+    AcquireOutcome, Claim, Error, FencingToken, Holder, HolderTie, Holders, Lease, LockName,
     LockState, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
 };
 
-use crate::record::Record;
+use crate::record::{Entry, Record};
 use crate::transaction::Txn;
 
 /// The system clock at the moment an operation holds the file.
@@ -50,85 +52,138 @@ impl Now {
     }
 }
 
-/// The live lease on the name, if any.
-fn live<'a>(txn: &'a Txn<'_>) -> Result<Option<&'a Record>, Error> {
+/// The name's last token (`None` for a name never acquired) and its live leases.
+fn live(txn: &Txn<'_>) -> Result<(Option<u64>, Vec<Entry>), Error> {
     let now = txn.now.ms;
-    Ok(txn.record()?.filter(|r| r.live_owner(now).is_some()))
+    Ok(match txn.record()? {
+        Some(r) => (Some(r.last), r.live(now).cloned().collect()),
+        None => (None, Vec::new()),
+    })
 }
 
-fn lease(name: &LockName, owner: &OwnerId, token: u64, ttl: Ttl) -> Lease {
+/// Writes `leases` (live ones) with the last token `last`.
+fn write(txn: &mut Txn<'_>, last: Option<u64>, leases: Vec<Entry>) {
+    let last = leases
+        .iter()
+        .map(|l| l.token)
+        .fold(last.unwrap_or(0), u64::max);
+    txn.write(Record { last, leases });
+}
+
+fn lease(name: &LockName, entry: &Entry, ttl: Ttl) -> Lease {
     Lease {
         name: name.clone(),
-        owner: owner.clone(),
-        token: FencingToken::new(token).expect("checked when parsed"),
+        owner: entry.owner_id(),
+        token: FencingToken::new(entry.token).expect("checked when parsed"),
         ttl,
-        kind: Kind::Exclusive,
+        kind: entry.kind,
     }
 }
 
-fn holder(record: &Record, now: Now) -> Holder {
+fn holder(entry: &Entry, now: Now) -> Holder {
     Holder {
-        owner: record.owner_id().expect("a live record has an owner"),
-        token: FencingToken::new(record.token).expect("checked when parsed"),
+        owner: entry.owner_id(),
+        token: FencingToken::new(entry.token).expect("checked when parsed"),
         // Both ends rounded up, as the expiry is: never more than the ttl just granted.
         expires_in: Some(Duration::from_millis(
-            record.expires_ms.saturating_sub(now.micros.div_ceil(1000)),
+            entry.expires_ms.saturating_sub(now.micros.div_ceil(1000)),
         )),
-        kind: Kind::Exclusive,
+        kind: entry.kind,
     }
 }
 
-/// Try acquire: the lease when the name is open (a new token) or already `owner`'s (the same
-/// token, its tie kept), else who holds it.
-pub(crate) fn try_acquire(
-    txn: &mut Txn<'_>,
-    name: &LockName,
-    owner: &OwnerId,
-    ttl: Ttl,
-) -> Result<AcquireOutcome, Error> {
-    let now = txn.now;
-    let (token, tied) = match txn.record()? {
-        Some(r) if r.live_owner(now.ms).is_some_and(|o| o != owner.as_str()) => {
-            return Ok(AcquireOutcome::Held(holder(r, now)));
-        }
-        Some(r) if r.live_owner(now.ms).is_some() => (r.token, r.tied),
-        Some(r) => (now.next_token(Some(r.token)).get(), false),
-        None => (now.next_token(None).get(), false),
-    };
-    txn.write(Record::held(owner, token, now.expiry(ttl)).with_tie(tied));
-    Ok(AcquireOutcome::Acquired(lease(name, owner, token, ttl)))
+fn holders(leases: &[Entry], now: Now) -> Option<Holders> {
+    Holders::new(leases.iter().map(|l| holder(l, now)).collect())
 }
 
-/// Try acquire in line: `owner` keeps its place for `patience_ms`; it is granted the name
-/// when open with no place ahead, or told it stands behind.
+/// What a claim came to: an answer, or room that the places ahead in line need first.
+enum Decided {
+    Done(AcquireOutcome),
+    Behind,
+}
+
+/// Decides `claim` with `ahead` of the line's weight before it (`raw::admit`), and writes the
+/// grant when it fits: the owner's own lease of the same kind again (same token, its tie kept,
+/// expiry moved), or a new lease with the next token beside the live ones.
+fn decide(txn: &mut Txn<'_>, claim: Claim<'_>, ahead: u64) -> Result<Decided, Error> {
+    let now = txn.now;
+    let (last, mut leases) = live(txn)?;
+    let admission = raw::admit(
+        leases.iter().map(|l| (l.owner.as_str(), l.kind)),
+        claim.owner.as_str(),
+        claim.kind,
+        ahead,
+    );
+    let token = match admission {
+        Admission::Again(i) => {
+            leases[i].expires_ms = now.expiry(claim.ttl);
+            leases[i].token
+        }
+        Admission::Grant => {
+            let token = now.next_token(last).get();
+            leases.push(Entry {
+                owner: claim.owner.as_str().to_owned(),
+                token,
+                expires_ms: now.expiry(claim.ttl),
+                tied: false,
+                kind: claim.kind,
+            });
+            token
+        }
+        Admission::Full => {
+            let holders = holders(&leases, now).expect("full means held");
+            return Ok(Decided::Done(AcquireOutcome::Held(
+                holders.next_to_expire().clone(),
+            )));
+        }
+        Admission::Behind => return Ok(Decided::Behind),
+        Admission::Mismatch(held_as) => return Err(raw::mismatch(claim, held_as)),
+    };
+    write(txn, last, leases);
+    let token = FencingToken::new(token).expect("tokens are positive");
+    Ok(Decided::Done(AcquireOutcome::Acquired(claim.lease(token))))
+}
+
+/// Try acquire: a lease when the name has room for the claim (a new token) or the owner holds
+/// one of the same kind already (the same token, its tie kept), else who holds it.
+pub(crate) fn try_acquire(txn: &mut Txn<'_>, claim: Claim<'_>) -> Result<AcquireOutcome, Error> {
+    match decide(txn, claim, 0)? {
+        Decided::Done(outcome) => Ok(outcome),
+        Decided::Behind => unreachable!("nothing is ahead of a plain try"),
+    }
+}
+
+/// Try acquire in line: `owner` keeps its place, with its claim's kind, for `patience_ms`; it
+/// is granted a lease when the name has room for its claim and for the places ahead, or told
+/// it stands behind. A kind that does not match changes nothing (an error writes nothing).
 pub(crate) fn try_acquire_in_line(
     txn: &mut Txn<'_>,
-    name: &LockName,
-    owner: &OwnerId,
-    ttl: Ttl,
+    claim: Claim<'_>,
     patience_ms: u64,
 ) -> Result<InLineOutcome, Error> {
     let now = txn.now.ms;
-    let open = live(txn)?.is_none();
     // A place kept for over half the patience already is not rewritten: a waiter that asks
     // often (every 200 ms) mostly only reads the line.
-    let line = txn.line()?;
-    let first = line.keep(
-        owner.as_str(),
+    let ahead = txn.line()?.keep(
+        claim.owner.as_str(),
+        claim.kind,
         now,
         now.saturating_add(patience_ms / 2),
         now.saturating_add(patience_ms),
     );
-    if open && !first {
-        let until = line.first_kept_until().expect("someone is first");
-        let first_kept_for = Duration::from_millis(until.saturating_sub(now));
-        return Ok(InLineOutcome::Behind { first_kept_for });
+    match decide(txn, claim, ahead)? {
+        Decided::Behind => {
+            let until = txn.line()?.first_kept_until().expect("someone is ahead");
+            let first_kept_for = Duration::from_millis(until.saturating_sub(now));
+            Ok(InLineOutcome::Behind { first_kept_for })
+        }
+        Decided::Done(outcome) => {
+            if matches!(outcome, AcquireOutcome::Acquired(_)) {
+                txn.line()?.leave(claim.owner.as_str());
+            }
+            Ok(outcome.into())
+        }
     }
-    let outcome = try_acquire(txn, name, owner, ttl)?;
-    if matches!(outcome, AcquireOutcome::Acquired(_)) {
-        txn.line()?.leave(owner.as_str());
-    }
-    Ok(outcome.into())
 }
 
 /// Leave the line: the waiters behind `owner`'s place, who watch the lock file, look again.
@@ -139,7 +194,8 @@ pub(crate) fn leave_line(txn: &mut Txn<'_>, owner: &OwnerId) -> Result<(), Error
     Ok(())
 }
 
-/// Renew: `owner`'s live lease runs until now + `ttl`, its token and tie kept.
+/// Renew: `owner`'s live lease runs until now + `ttl`, its token, kind and tie kept; the other
+/// leases untouched.
 pub(crate) fn renew(
     txn: &mut Txn<'_>,
     name: &LockName,
@@ -147,60 +203,66 @@ pub(crate) fn renew(
     ttl: Ttl,
 ) -> Result<RenewOutcome, Error> {
     let now = txn.now;
-    let Some(r) = live(txn)?.filter(|r| r.owner.as_deref() == Some(owner.as_str())) else {
+    let (last, mut leases) = live(txn)?;
+    let Some(i) = leases.iter().position(|l| l.owner == owner.as_str()) else {
         return Ok(RenewOutcome::Lost);
     };
-    let (token, tied) = (r.token, r.tied);
-    txn.write(Record::held(owner, token, now.expiry(ttl)).with_tie(tied));
-    Ok(RenewOutcome::Renewed(lease(name, owner, token, ttl)))
+    leases[i].expires_ms = now.expiry(ttl);
+    let renewed = lease(name, &leases[i], ttl);
+    write(txn, last, leases);
+    Ok(RenewOutcome::Renewed(renewed))
 }
 
-/// Release: `owner`'s live lease ends; the name is open at once.
+/// Release: `owner`'s live lease ends at once; the other leases stay.
 pub(crate) fn release(txn: &mut Txn<'_>, owner: &OwnerId) -> Result<ReleaseOutcome, Error> {
-    let Some(r) = live(txn)? else {
+    let (last, mut leases) = live(txn)?;
+    if leases.is_empty() {
         return Ok(ReleaseOutcome::NotLocked);
-    };
-    if r.owner.as_deref() != Some(owner.as_str()) {
+    }
+    let before = leases.len();
+    leases.retain(|l| l.owner != owner.as_str());
+    if leases.len() == before {
         return Ok(ReleaseOutcome::NotOwner);
     }
-    let open = Record::open(r.token);
-    txn.write(open);
+    write(txn, last, leases);
     Ok(ReleaseOutcome::Released)
 }
 
-/// Force release: whoever's live lease ends. Foreign or garbled content is repaired as an
-/// open lock whose tokens continue from the system clock.
+/// Force release: every live lease ends. Foreign or garbled content is repaired as an open
+/// lock whose tokens continue from the system clock.
 pub(crate) fn force_release(txn: &mut Txn<'_>) -> Result<ReleaseOutcome, Error> {
     if txn.is_corrupt() {
         let floor = txn.now.next_token(None).get() - 1;
         txn.write(Record::open(floor));
         return Ok(ReleaseOutcome::Released);
     }
-    let Some(r) = live(txn)? else {
+    let (last, leases) = live(txn)?;
+    if leases.is_empty() {
         return Ok(ReleaseOutcome::NotLocked);
-    };
-    let open = Record::open(r.token);
-    txn.write(open);
+    }
+    write(txn, last, Vec::new());
     Ok(ReleaseOutcome::Released)
 }
 
-/// Inspect: who holds the name, if anyone.
+/// Inspect: every live holder, with its kind.
 pub(crate) fn inspect(txn: &mut Txn<'_>) -> Result<LockState, Error> {
-    Ok(match live(txn)? {
-        Some(r) => LockState::Locked(Holders::one(holder(r, txn.now))),
+    let (_, leases) = live(txn)?;
+    Ok(match holders(&leases, txn.now) {
+        Some(h) => LockState::Locked(h),
         None => LockState::Open,
     })
 }
 
 /// Tie: `owner`'s live lease, tied to this process; the record says so from now on.
 pub(crate) fn tie(txn: &mut Txn<'_>, owner: &OwnerId) -> Result<Option<HolderTie>, Error> {
-    let Some(r) = live(txn)?.filter(|r| r.owner.as_deref() == Some(owner.as_str())) else {
+    let (last, mut leases) = live(txn)?;
+    let Some(i) = leases.iter().position(|l| l.owner == owner.as_str()) else {
         return Ok(None);
     };
-    let r = r.clone();
-    let tie = txn.tie(r.token)?;
-    if !r.tied {
-        txn.write(r.with_tie(true));
+    let tie = txn.tie(leases[i].token)?;
+    if !leases[i].tied {
+        leases[i].tied = true;
+        write(txn, last, leases);
     }
     Ok(Some(tie))
 }

@@ -6,11 +6,21 @@ use async_trait::async_trait;
 use lock_core::Operation;
 use lock_core::raw::{ChangeFuture, InLineOutcome};
 use lock_core::{
-    AcquireOutcome, Capabilities, Claim, Error, HolderTie, Lock, LockName, LockState, OwnerId,
-    ReleaseOutcome, RenewOutcome, Ttl,
+    AcquireOutcome, Capabilities, Claim, Error, HolderTie, Kind, Lock, LockName, LockState,
+    OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
 };
 
 use crate::FileLock;
+
+/// What a decision needs of a claim, owned, to take to the blocking pool if need be.
+fn owned(claim: Claim<'_>) -> (LockName, OwnerId, Ttl, Kind) {
+    (
+        claim.name.clone(),
+        claim.owner.clone(),
+        claim.ttl,
+        claim.kind,
+    )
+}
 use crate::lease;
 use crate::transaction::Access;
 
@@ -25,17 +35,19 @@ impl Lock for FileLock {
             owner_on_any_handle: true,
             fair_line: true,
             holder_tie: true,
-            ..Capabilities::default()
+            permits: true,
+            shared: true,
         }
     }
 
     async fn try_acquire(&self, claim: Claim<'_>) -> Result<AcquireOutcome, Error> {
-        self.capabilities().check(claim.kind)?;
-        let (name, ttl) = (claim.name, claim.ttl);
-        let (n, o) = (name.clone(), claim.owner.clone());
-        self.transact(Operation::TryAcquire, name, Access::Create, move |t| {
-            lease::try_acquire(t, &n, &o, ttl)
-        })
+        let (n, o, ttl, kind) = owned(claim);
+        self.transact(
+            Operation::TryAcquire,
+            claim.name,
+            Access::Create,
+            move |t| lease::try_acquire(t, Claim::new(&n, &o, ttl).with_kind(kind)),
+        )
         .await
     }
 
@@ -45,15 +57,15 @@ impl Lock for FileLock {
         claim: Claim<'_>,
         patience: Duration,
     ) -> Result<InLineOutcome, Error> {
-        self.capabilities().check(claim.kind)?;
-        let (name, ttl) = (claim.name, claim.ttl);
-        let (n, o) = (name.clone(), claim.owner.clone());
+        let (n, o, ttl, kind) = owned(claim);
         let patience = lock_core::raw::patience_millis(patience);
         self.transact(
             Operation::TryAcquireInLine,
-            name,
+            claim.name,
             Access::Create,
-            move |t| lease::try_acquire_in_line(t, &n, &o, ttl, patience),
+            move |t| {
+                lease::try_acquire_in_line(t, Claim::new(&n, &o, ttl).with_kind(kind), patience)
+            },
         )
         .await
     }
@@ -120,8 +132,8 @@ impl Lock for FileLock {
         Ok(self.watcher().subscribe(&self.path_of(name)))
     }
 
-    /// An opening wakes only the turn of the owner first in the line file (see the crate's
-    /// docs on waking).
+    /// Room freed wakes only the turns of the owners at the front of the line file that it
+    /// can serve (`raw::servable`; see the crate's docs on waking).
     async fn watch_turn(
         &self,
         name: &LockName,

@@ -3,7 +3,8 @@
 //! [`FileLock::transact`] opens the lock file, takes its `flock`, reads the record (and the
 //! line file, when the operation asks for it), hands them to the operation's decision as a
 //! [`Txn`], and writes what the decision changed: the line first, then the record, then, when
-//! the record leaves the name open, the signal that wakes waiters. Decisions only decide.
+//! the write frees room (a lease ended, or a waiter left the line), the signal that wakes
+//! waiters. Decisions only decide.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -16,7 +17,7 @@ use lock_core::{Error, HolderTie, LockName, Operation};
 use crate::FileLock;
 use crate::lease::Now;
 use crate::line::{self, Line, LineError};
-use crate::record::{MAX_FILE_LEN, RECORD_LEN, Record};
+use crate::record::{FIRST_READ, MAX_FILE_LEN, RECORD_LEN, Record};
 use crate::{dir, failed, io, tie};
 
 /// What an operation may do to a name's files.
@@ -40,6 +41,8 @@ pub(crate) struct Txn<'a> {
     stored: Result<Option<Record>, String>,
     line: Option<Line>,
     write: Option<Record>,
+    /// Whether the write is to wake the waiters even if it ends no lease (a place left).
+    signal: bool,
     /// The system clock once the `flock` is held.
     pub(crate) now: Now,
 }
@@ -80,10 +83,11 @@ impl Txn<'_> {
         self.write = Some(record);
     }
 
-    /// Writes the record back as it was read, so that, if it leaves the name open, the
-    /// waiters look again (see `signal_opening`).
+    /// Writes the record back as it was read, so that the waiters look again whether the
+    /// room the name has is now theirs (see `signal_opening`).
     pub(crate) fn rewrite(&mut self) {
         self.write = self.stored.clone().ok().flatten();
+        self.signal = true;
     }
 
     /// Ties the lease of fencing token `token` to this process ([`tie`]).
@@ -204,6 +208,7 @@ where
                 stored: Ok(None),
                 line: None,
                 write: None,
+                signal: false,
                 now: Now::read(),
             };
             let out = decide(&mut txn)?;
@@ -225,8 +230,9 @@ where
         },
     }
     // Under the lock, so the length read is the one this operation overwrites. One read up to
-    // a byte past the longest lock record tells content and length, without a `stat`.
-    let bytes = match io::read_up_to(&file, MAX_FILE_LEN as usize + 1) {
+    // a byte past 4 KiB tells content and length of every record of one lease, without a
+    // `stat`; a longer file (a crowd of permits) takes a second.
+    let bytes = match io::read_whole(&file, FIRST_READ, MAX_FILE_LEN) {
         Ok(bytes) => bytes,
         // A FIFO, a directory opened to inspect: `pread` refuses them.
         Err(e) => match file.metadata() {
@@ -236,18 +242,19 @@ where
             _ => return Err(io_error("read", e)),
         },
     };
-    let len = bytes.len() as u64;
     let now = Now::read();
-    let stored = if len > MAX_FILE_LEN {
-        let len = file.metadata().map_or(len, |m| m.len());
-        Err(format!("{len} bytes, more than a lock record"))
-    } else {
-        match Record::parse(&bytes) {
-            Ok(Some(record)) => Ok(Some(
-                ended_if_untied(record, &file, now.ms).map_err(|e| io_error("check ties on", e))?,
-            )),
-            other => other,
-        }
+    let (len, stored) = match bytes {
+        Err(len) => (len, Err(format!("{len} bytes, more than a lock record"))),
+        Ok(bytes) => (
+            bytes.len() as u64,
+            match Record::parse(&bytes) {
+                Ok(Some(record)) => Ok(Some(
+                    ended_if_untied(record, &file, now.ms)
+                        .map_err(|e| io_error("check ties on", e))?,
+                )),
+                other => other,
+            },
+        ),
     };
     let mut txn = Txn {
         op,
@@ -256,6 +263,7 @@ where
         stored,
         line: None,
         write: None,
+        signal: false,
         now,
     };
     let out = decide(&mut txn)?;
@@ -264,20 +272,32 @@ where
         line.write(&line_path)
             .map_err(|e| line_error(op, name, &line_path, e))?;
     }
-    if let Some(record) = txn.write {
+    if let Some(record) = &txn.write {
         debug_assert!(access != Access::Read, "inspect never writes");
-        if len < RECORD_LEN as u64 {
+        let mut bytes = record.to_bytes(0);
+        let need = bytes.len() as u64;
+        let mut cut = false;
+        if len < need {
             // Reserve the record's blocks first: a full disk then fails here, before a byte
             // of the old record is overwritten.
-            FileExt::allocate(&file, RECORD_LEN as u64).map_err(|e| io_error("allocate", e))?;
+            FileExt::allocate(&file, need).map_err(|e| io_error("allocate", e))?;
+        } else if len > need {
+            // Foreign content is cut at once. A file grown by a crowd of leases keeps its
+            // length, the record padded over all of it in the one write, until the record fits
+            // one block again: then it is cut back to one, its content whole before and after.
+            let foreign = txn.stored.is_err();
+            if !foreign {
+                bytes = record.to_bytes(len as usize);
+            }
+            cut = foreign || need == RECORD_LEN as u64;
         }
-        std::os::unix::fs::FileExt::write_all_at(&file, &record.to_bytes(), 0)
+        std::os::unix::fs::FileExt::write_all_at(&file, &bytes, 0)
             .map_err(|e| io_error("write", e))?;
-        if len > RECORD_LEN as u64 {
-            file.set_len(RECORD_LEN as u64)
-                .map_err(|e| io_error("truncate", e))?;
+        if cut {
+            file.set_len(need).map_err(|e| io_error("truncate", e))?;
         }
-        if record.live_owner(now.ms).is_none() {
+        let before = txn.stored.as_ref().ok().and_then(Option::as_ref);
+        if txn.signal || frees_room(before, record, now.ms) {
             signal_opening(&file, path);
         }
     }
@@ -286,18 +306,37 @@ where
 }
 
 /// A tied lease whose ties are all closed has ended: read as expired, so that every decision
-/// treats it as a lease that ran out (a new grant gets the next token).
+/// treats it as a lease that ran out (a new grant gets the next token). Each lease has its own
+/// tie, asked after for each live tied lease.
 fn ended_if_untied(mut record: Record, file: &File, now_ms: u64) -> std::io::Result<Record> {
-    if record.tied && record.live_owner(now_ms).is_some() && !tie::held(file, record.token)? {
-        record.expires_ms = 0;
+    for lease in &mut record.leases {
+        if lease.tied && lease.live(now_ms) && !tie::held(file, lease.token)? {
+            lease.expires_ms = 0;
+        }
     }
     Ok(record)
 }
 
+/// Whether writing `after` over `before` frees room on the name: it leaves no live lease, or a
+/// lease live before is not live after (a release, a force release).
+fn frees_room(before: Option<&Record>, after: &Record, now_ms: u64) -> bool {
+    if !after.is_held(now_ms) {
+        return true;
+    }
+    let Some(before) = before else {
+        return false;
+    };
+    let mut kept: Vec<u64> = after.live(now_ms).map(|l| l.token).collect();
+    kept.sort_unstable();
+    before
+        .live(now_ms)
+        .any(|l| kept.binary_search(&l.token).is_err())
+}
+
 /// Tells the processes waiting on lock file `file` (at `path`) that the record just written
-/// leaves the name open (a release, a force release, a waiter leaving the line of an open
-/// name): their watchers listen for a change of its attributes, not for writes, so that a
-/// grant or a renewal wakes no one. The `flock` goes first, so that the waiter woken never
+/// frees room (a release, a force release, a waiter leaving the line): their watchers listen
+/// for a change of its attributes, not for writes, so that a grant or a renewal wakes no one,
+/// and wake the waiters the room can serve. The `flock` goes first, so that the waiter woken never
 /// finds it still held by this operation. Setting the times to now is an `IN_ATTRIB` event
 /// that any process allowed to write the file can make.
 ///

@@ -10,10 +10,10 @@ use lock_core::raw::ChangeHub;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDescriptor};
 
-use super::{first_in_line, held_now, key};
+use super::{Wake, key, whom_to_wake};
 
 /// What the watcher listens for on a lock file: a change of its attributes (`IN_ATTRIB`), which
-/// an operation that leaves the name open makes after its write (`signal_opening`), and which
+/// an operation that frees room on the name makes after its write (`signal_opening`), and which
 /// the file losing a link (`unlink`, `rename` over it) makes too; the file going away or being
 /// moved; and the last close of a read-only descriptor (`IN_CLOSE_NOWRITE`), which is how a
 /// tied lease ends when its holders die (`tie.rs`: a tie is such a descriptor; operations open
@@ -196,10 +196,14 @@ fn on_event(event: &InotifyEvent, files: &Mutex<Files>, hub: &ChangeHub) {
         .mask
         .intersects(AddWatchFlags::IN_ATTRIB | AddWatchFlags::IN_CLOSE_NOWRITE)
     {
-        // An opening, a tie closed (or a lost link, which the file's going away follows):
-        // the first in line's turn, unless someone holds the name.
-        if !held_now(&path) {
-            hub.notify_turn(&key(&path), first_in_line(&path).as_deref());
+        // Room freed, a tie closed (or a lost link, which the file's going away follows): the
+        // turns of the waiters the room can serve, unless someone took it again.
+        match whom_to_wake(&path) {
+            Wake::Nobody => {}
+            Wake::Turns(owners) => hub.notify_turns(&key(&path), owners.iter().map(String::as_str)),
+            Wake::Everyone => {
+                hub.notify_turn(&key(&path), None);
+            }
         }
     } else {
         // Gone or moved: whatever the name holds now, everyone looks.
