@@ -5,14 +5,17 @@
 //! guard saying lost, the death of its process, and, for leases with a ttl, its
 //! `valid_until` (the send time of its last successful renewal plus the ttl, before which the
 //! backend cannot have expired it). For session locks, which have no ttl, a fault that ends
-//! the connection (server kill, `pg_terminate_backend`) also ends the hold. Two holds
-//! overlapping in that sense are two holders in at once.
+//! the connection (server kill, `pg_terminate_backend`) also ends the hold. Holds
+//! overlapping in that sense are holders in at once: more than one on an exclusive lock, more
+//! than N on a semaphore of N, a writer with anyone else on a reader-writer lock (each hold
+//! takes its kind's [weight](lock::Kind::weight) of the [capacity](lock::Kind::capacity)).
 
 pub mod cli;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use lock::Kind;
 use serde::Serialize;
 
 use crate::clock::Step;
@@ -106,6 +109,18 @@ pub struct Rules {
     pub frees_on_death: bool,
     /// The ttl the workers used.
     pub ttl: Duration,
+    /// A writer that waited longer than this while readers were granted after it started
+    /// waiting is starved; `None` where a backend has no fair line (there a release goes to
+    /// whichever waiter asks first, by design) and in lanes without readers.
+    pub starve_after: Option<Duration>,
+}
+
+/// The starvation bound of a reader-writer lane at `ttl`: a writer first in line waits at
+/// most for the readers ahead of it to end (a ttl, for a reader stopped or killed while
+/// holding), for a waiter ahead of it that died to lose its place ([`lock::raw::LINE_PATIENCE`]),
+/// and for one more ttl of slack.
+pub fn starve_bound(ttl: Duration) -> Duration {
+    2 * ttl + lock::raw::LINE_PATIENCE
 }
 
 impl Rules {
@@ -150,8 +165,17 @@ pub struct Tally {
     /// Faults that hit: a kill or pause of a holder, a server restart, a termination (server
     /// faults are added by the runner, once per run rather than once per lane).
     pub faults: u64,
-    /// Holds that began while another was still in.
+    /// Exclusive lanes: holds that began while another was still in.
     pub overlaps: u64,
+    /// Semaphore lanes: holds that began while the capacity (3) was already taken.
+    pub over_capacity: u64,
+    /// Reader-writer lanes: a writer's hold beside any other hold (a reader's or a writer's).
+    pub writer_overlaps: u64,
+    /// Reader-writer lanes: writers that waited longer than [`starve_bound`] while readers
+    /// were granted after they had started waiting.
+    pub starved_writers: u64,
+    /// Two grants of the lane with the same token.
+    pub repeated_tokens: u64,
     /// CLI lanes: commands that started while a process of another holder's command was
     /// alive.
     pub overlapping_commands: u64,
@@ -202,6 +226,10 @@ impl Tally {
         self.holds += o.holds;
         self.faults += o.faults;
         self.overlaps += o.overlaps;
+        self.over_capacity += o.over_capacity;
+        self.writer_overlaps += o.writer_overlaps;
+        self.starved_writers += o.starved_writers;
+        self.repeated_tokens += o.repeated_tokens;
         self.overlapping_commands += o.overlapping_commands;
         self.pause_exits_not_lost += o.pause_exits_not_lost;
         self.lost_updates += o.lost_updates;
@@ -224,6 +252,10 @@ impl Tally {
     /// The sum of every violation column (spurious losses count only where `strict`).
     pub fn violations(&self, strict_losses: bool) -> u64 {
         self.overlaps
+            + self.over_capacity
+            + self.writer_overlaps
+            + self.starved_writers
+            + self.repeated_tokens
             + self.overlapping_commands
             + self.pause_exits_not_lost
             + self.lost_updates
@@ -246,6 +278,8 @@ impl Tally {
 #[derive(Debug, Clone)]
 struct Hold {
     id: HoldId,
+    /// Exclusive (a writer, in a reader-writer lane), shared (a reader), or a permit.
+    kind: Kind,
     /// When the winning try was sent: the grant came after.
     sent: u64,
     /// When the worker wrote the grant down: the grant came before.
@@ -279,17 +313,35 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
     // worker wrote `acquired` down (`ok`); a worker stopped in between writes it down late.
     // Every judgement below is one that holds wherever in that window the grant fell.
 
-    // No two in: a hold is [grant, end]; two overlap for certain when the later `ok` of the
-    // two comes before the earlier end. (A hold written down after its own end is empty.)
-    let mut latest_end = 0;
-    for h in holds.iter().filter(|h| h.ok < h.end) {
-        if h.ok < latest_end {
-            t.overlaps += 1;
+    // No more in than the capacity: a hold is [grant, end]; holds are in together for certain
+    // at the latest of their `ok`s when that comes before each one's end. At each grant, the
+    // holds in for certain are those written down before it and not ended; their weights
+    // and its own must fit its kind's capacity (one exclusive hold alone, 3 permits, readers
+    // without a writer). (A hold written down after its own end is empty.)
+    // (Two writers in at once on a reader-writer lock are a writer with another.)
+    let has_readers = holds.iter().any(|h| h.kind == Kind::Shared);
+    let mut live: Vec<usize> = Vec::new();
+    for (j, h) in holds.iter().enumerate().filter(|(_, h)| h.ok < h.end) {
+        live.retain(|&i| holds[i].end > h.ok);
+        let weight: u64 = live.iter().map(|&i| weight(&holds[i])).sum::<u64>() + weight(h);
+        if weight > u64::from(h.kind.capacity()) {
+            let mut kinds = live.iter().map(|&i| holds[i].kind).chain([h.kind]);
+            if kinds.any(|k| matches!(k, Kind::Permit(_))) {
+                t.over_capacity += 1;
+            } else if has_readers {
+                t.writer_overlaps += 1;
+            } else {
+                t.overlaps += 1;
+            }
         }
-        latest_end = latest_end.max(h.end);
+        live.push(j);
     }
-    // Tokens rise in order of entry: a hold granted for certain before another (its `ok`
-    // before the other's `sent`) has the lower token.
+    // Every grant has a token of its own.
+    let mut seen = std::collections::HashSet::new();
+    t.repeated_tokens = holds.iter().filter(|h| !seen.insert(h.token)).count() as u64;
+    // Tokens rise in order of entry (over every kind and permit: the next grant on the name
+    // has a higher token than every earlier one): a hold granted for certain before another
+    // (its `ok` before the other's `sent`) has the lower token.
     let mut by_sent: Vec<&Hold> = holds.iter().collect();
     by_sent.sort_by_key(|h| h.sent);
     let (mut i, mut highest) = (0, None::<u64>);
@@ -337,6 +389,29 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
 
     // Faults: did each hit a holder, was the lock free again in time, never too early.
     let next_grant_after = |at: u64| holds.iter().map(|h| h.ok).filter(|&ok| ok > at).min();
+    // The first grant after `at` that needed the room of hold `i` (which the fault hit): the
+    // holds in for certain at that grant, with `i` counted in, would take more than the
+    // capacity. On an exclusive lock that is any grant; on a semaphore, one while two others
+    // hold; on a reader-writer lock, a writer's, or a reader's while `i` wrote.
+    let next_needing = |i: usize, at: u64| {
+        holds
+            .iter()
+            .filter(|g| g.ok > at)
+            .find(|g| {
+                let cap = u64::from(g.kind.capacity());
+                let mut w = weight(&holds[i]) + weight(g);
+                if w > cap {
+                    return true;
+                }
+                for (k, h) in holds.iter().enumerate() {
+                    if k != i && h.id != g.id && h.ok <= g.ok && h.end > g.ok {
+                        w += weight(h);
+                    }
+                }
+                w > cap
+            })
+            .map(|g| g.ok)
+    };
     let mut touched = vec![false; holds.len()];
     for f in &rec.faults {
         match *f {
@@ -353,7 +428,11 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
                     touched[i] = true;
                 }
                 t.faults += 1;
-                match next_grant_after(at) {
+                let next = match hit {
+                    Some(i) => next_needing(i, at),
+                    None => next_grant_after(at),
+                };
+                match next {
                     Some(next) if next - at <= rules.free_again_within() => {
                         t.max_free_ms = t.max_free_ms.max((next - at) / 1_000_000);
                         if let Some(i) = hit.filter(|&i| {
@@ -397,7 +476,7 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
                 touched[i] = true;
                 t.faults += 1;
                 let h = &holds[i];
-                let taken = next_grant_after(stop).filter(|&n| n < cont);
+                let taken = next_needing(i, stop).filter(|&n| n < cont);
                 if !rules.expires {
                     continue; // a session lock stays held while paused: overlaps tell
                 }
@@ -447,6 +526,7 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
             Fault::Straggler { .. } => {}
         }
     }
+    t.starved_writers = starved_writers(rec, &holds, rules);
     for (i, h) in holds.iter().enumerate() {
         if h.not_told {
             t.not_told += 1;
@@ -456,6 +536,49 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
         }
     }
     t
+}
+
+/// How much of its name's capacity a hold takes.
+fn weight(h: &Hold) -> u64 {
+    u64::from(h.kind.weight())
+}
+
+/// Writers (exclusive claims in a lane that has readers) that waited longer than
+/// `rules.starve_after`, from sending their claim to its grant or their giving up, while a
+/// reader whose winning try was sent after they started waiting was granted before they were.
+/// A wait its worker never finished (killed, or the run ended) is not judged.
+fn starved_writers(rec: &LaneRecord, holds: &[Hold], rules: Rules) -> u64 {
+    let Some(bound) = rules.starve_after else {
+        return 0;
+    };
+    if !holds.iter().any(|h| h.kind == Kind::Shared) {
+        return 0;
+    }
+    let bound = bound.as_nanos() as u64;
+    let mut started: HashMap<HoldId, u64> = HashMap::new();
+    let mut waits = Vec::new();
+    for l in &rec.lines {
+        match l.event {
+            Event::AcquireInvoked { kind } if kind.normalized() == Kind::Exclusive => {
+                started.insert(l.hold, l.t);
+            }
+            Event::Acquired { .. } | Event::NotAcquired | Event::AcquireFailed => {
+                if let Some(from) = started.remove(&l.hold) {
+                    waits.push((from, l.t));
+                }
+            }
+            _ => {}
+        }
+    }
+    waits
+        .iter()
+        .filter(|&&(from, to)| {
+            to.saturating_sub(from) > bound
+                && holds
+                    .iter()
+                    .any(|r| r.kind == Kind::Shared && r.sent > from && r.ok < to)
+        })
+        .count() as u64
 }
 
 /// An early grant, for a person: the old hold, the fault, the grant that came too soon, and
@@ -502,14 +625,20 @@ fn holding(holds: &[Hold], pid: u32, at: u64) -> Option<usize> {
 /// Every grant in the lane, in order of grant, with its end.
 fn holds(rec: &LaneRecord, rules: Rules) -> Vec<Hold> {
     let mut by_id: HashMap<HoldId, Hold> = HashMap::new();
+    let mut kinds: HashMap<HoldId, Kind> = HashMap::new();
     let mut lines: Vec<&Line> = rec.lines.iter().collect();
     lines.sort_by_key(|l| l.t);
     for l in lines {
+        if let Event::AcquireInvoked { kind } = l.event {
+            kinds.insert(l.hold, kind.normalized());
+            continue;
+        }
         if let Event::Acquired { token, valid_until } = l.event {
             by_id.insert(
                 l.hold,
                 Hold {
                     id: l.hold,
+                    kind: kinds.get(&l.hold).copied().unwrap_or_default(),
                     sent: valid_until.saturating_sub(rules.ttl.as_nanos() as u64),
                     ok: l.t,
                     token,

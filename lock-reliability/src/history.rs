@@ -9,6 +9,8 @@ use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
 
+use lock::Kind;
+
 /// One acquisition by one worker: its process id and a counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HoldId {
@@ -35,11 +37,34 @@ impl FromStr for HoldId {
     }
 }
 
+/// The word a history writes for a lease kind: `x` (exclusive), `s` (shared), `p3` (one of 3
+/// permits).
+pub fn kind_word(kind: Kind) -> String {
+    match kind.normalized() {
+        Kind::Shared => "s".into(),
+        Kind::Permit(n) => format!("p{n}"),
+        _ => "x".into(),
+    }
+}
+
+/// The kind [`kind_word`] wrote.
+pub fn parse_kind_word(word: &str) -> Option<Kind> {
+    match word {
+        "x" => Some(Kind::Exclusive),
+        "s" => Some(Kind::Shared),
+        _ => Some(Kind::permit(word.strip_prefix('p')?.parse().ok()?)),
+    }
+}
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// An acquisition was sent.
-    AcquireInvoked,
+    /// An acquisition of this kind was sent (written `invoke <hold>` for an exclusive one,
+    /// `invoke <hold> <kind word>` for the others).
+    AcquireInvoked {
+        /// The kind of lease asked for.
+        kind: Kind,
+    },
     /// The lock was granted with this token; the guard trusts it until `valid_until`.
     Acquired {
         /// The fencing token.
@@ -90,7 +115,10 @@ impl fmt::Display for Line {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (t, h) = (self.t, self.hold);
         match &self.event {
-            Event::AcquireInvoked => write!(f, "{t} invoke {h}"),
+            Event::AcquireInvoked { kind } => match kind.normalized() {
+                Kind::Exclusive => write!(f, "{t} invoke {h}"),
+                kind => write!(f, "{t} invoke {h} {}", kind_word(kind)),
+            },
             Event::Acquired { token, valid_until } => {
                 write!(f, "{t} acquired {h} {token} {valid_until}")
             }
@@ -117,7 +145,12 @@ impl FromStr for Line {
             f.get(i).map(|x| (*x).to_owned()).ok_or_else(bad)
         };
         let event = match *f.get(1).ok_or_else(bad)? {
-            "invoke" => Event::AcquireInvoked,
+            "invoke" => Event::AcquireInvoked {
+                kind: match f.get(3) {
+                    None => Kind::Exclusive,
+                    Some(w) => parse_kind_word(w).ok_or_else(bad)?,
+                },
+            },
             "acquired" => Event::Acquired {
                 token: num(3)?,
                 valid_until: num(4)?,
@@ -191,8 +224,13 @@ mod tests {
     #[test]
     fn every_event_reads_back_as_written() {
         let hold = HoldId { pid: 42, n: 7 };
+        let three = Kind::permit(lock::Permits::new(3).unwrap());
         for event in [
-            Event::AcquireInvoked,
+            Event::AcquireInvoked {
+                kind: Kind::Exclusive,
+            },
+            Event::AcquireInvoked { kind: Kind::Shared },
+            Event::AcquireInvoked { kind: three },
             Event::Acquired {
                 token: 9,
                 valid_until: 11,

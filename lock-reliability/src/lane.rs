@@ -7,15 +7,85 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use lock::{Lock, LockName, LockState};
+use lock::{Capabilities, Kind, Lock, LockName, LockState, Permits};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use serde::Serialize;
 
 use crate::check::{Fault, LaneRecord};
 use crate::clock::{Step, now_ns};
-use crate::history;
+use crate::history::{self, kind_word};
 use crate::resource::Resource;
 use crate::worker::{pid_of, stop_file};
+
+/// The permits of a semaphore lane.
+pub const PERMITS: u32 = 3;
+
+/// The kind of lease a library lane's workers take: a lane dimension beside the scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeaseKind {
+    /// One holder at a time (every worker takes the lock exclusively).
+    Exclusive,
+    /// A semaphore of [`PERMITS`]: every worker takes one permit, at most 3 hold at once.
+    Semaphore,
+    /// A reader-writer lock: one worker in four (slots 0, 4, …) writes, the rest read.
+    Rw,
+}
+
+impl LeaseKind {
+    /// Every kind, in report order.
+    pub const ALL: [LeaseKind; 3] = [LeaseKind::Exclusive, LeaseKind::Semaphore, LeaseKind::Rw];
+
+    /// Whether a backend with `caps` can be sent this lane's claims.
+    pub fn offered_by(self, caps: &Capabilities) -> bool {
+        match self {
+            LeaseKind::Exclusive => true,
+            LeaseKind::Semaphore => caps.permits,
+            LeaseKind::Rw => caps.shared,
+        }
+    }
+
+    /// What a backend lacks for this kind, in the report's words.
+    pub fn lacking(self) -> &'static str {
+        match self {
+            LeaseKind::Exclusive => "",
+            LeaseKind::Semaphore => "no permits",
+            LeaseKind::Rw => "no shared leases",
+        }
+    }
+
+    /// Workers per lane, from the profile's `base` (exclusive lanes): a semaphore lane has two
+    /// more workers than permits, so that they contend; a reader-writer lane five (two
+    /// writers, three readers).
+    pub fn workers(self, base: usize) -> usize {
+        match self {
+            LeaseKind::Exclusive => base,
+            LeaseKind::Semaphore => PERMITS as usize + 2,
+            LeaseKind::Rw => 5,
+        }
+    }
+
+    /// The kind the worker in `slot` claims (a replacement keeps its slot's kind).
+    pub fn worker_kind(self, slot: usize) -> Kind {
+        match self {
+            LeaseKind::Exclusive => Kind::Exclusive,
+            LeaseKind::Semaphore => Kind::permit(Permits::new(PERMITS).expect("3 permits")),
+            LeaseKind::Rw if slot % 4 == 0 => Kind::Exclusive,
+            LeaseKind::Rw => Kind::Shared,
+        }
+    }
+}
+
+impl std::fmt::Display for LeaseKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LeaseKind::Exclusive => "exclusive",
+            LeaseKind::Semaphore => "semaphore of 3",
+            LeaseKind::Rw => "reader-writer",
+        })
+    }
+}
 
 /// How a lane's workers are started.
 #[derive(Debug, Clone)]
@@ -28,6 +98,8 @@ pub struct Spawn {
     pub ttl: Duration,
     /// The longest hold.
     pub hold_max: Duration,
+    /// How long a worker waits for the lock before giving up.
+    pub wait: Duration,
 }
 
 /// A lane and its running workers.
@@ -38,6 +110,8 @@ pub struct Lane {
     dir: PathBuf,
     spawn: Spawn,
     workers: Vec<Child>,
+    /// The kind each worker of `workers` claims.
+    kinds: Vec<Kind>,
     /// Every pid a worker of this lane has had.
     pids: HashSet<u32>,
     started: usize,
@@ -46,8 +120,15 @@ pub struct Lane {
 }
 
 impl Lane {
-    /// Makes the lane's directory under `root` and starts `workers` workers.
-    pub fn start(root: &Path, index: usize, workers: usize, spawn: Spawn) -> Self {
+    /// Makes the lane's directory under `root` and starts `workers` workers, each claiming
+    /// its slot's kind of `kind`.
+    pub fn start(
+        root: &Path,
+        index: usize,
+        workers: usize,
+        kind: LeaseKind,
+        spawn: Spawn,
+    ) -> Self {
         let dir = root.join(format!("lane-{index}"));
         std::fs::create_dir_all(&dir).expect("the lane's directory");
         let mut lane = Self {
@@ -55,12 +136,13 @@ impl Lane {
             dir,
             spawn,
             workers: Vec::new(),
+            kinds: Vec::new(),
             pids: HashSet::new(),
             started: 0,
             faults: Vec::new(),
         };
-        for _ in 0..workers {
-            lane.add_worker();
+        for slot in 0..workers {
+            lane.add_worker(kind.worker_kind(slot));
         }
         lane
     }
@@ -68,11 +150,12 @@ impl Lane {
     /// Starts one more worker, with a pid no earlier worker of this lane had: histories,
     /// holds and faults are named by pid, and pids come round again (`pid_max` may be 32768,
     /// and every Postgres connection forks a server process), which would merge two workers.
-    pub fn add_worker(&mut self) {
+    pub fn add_worker(&mut self, kind: Kind) {
         loop {
-            let mut child = self.spawn_worker();
+            let mut child = self.spawn_worker(kind);
             if self.pids.insert(child.id()) {
                 self.workers.push(child);
+                self.kinds.push(kind);
                 return;
             }
             let _ = child.kill();
@@ -80,7 +163,7 @@ impl Lane {
         }
     }
 
-    fn spawn_worker(&mut self) -> Child {
+    fn spawn_worker(&mut self, kind: Kind) -> Child {
         self.started += 1;
         let stderr = File::create(self.dir.join(format!("stderr-{}", self.started)))
             .expect("a worker's stderr file");
@@ -92,6 +175,8 @@ impl Lane {
             .arg(&self.dir)
             .args(["--ttl-ms", &s.ttl.as_millis().to_string()])
             .args(["--hold-max-ms", &s.hold_max.as_millis().to_string()])
+            .args(["--wait-ms", &s.wait.as_millis().to_string()])
+            .args(["--kind", &kind_word(kind)])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -106,11 +191,20 @@ impl Lane {
             .filter(|pid| self.workers.iter().any(|c| c.id() == *pid))
     }
 
-    /// The pid in the owner id of the lock's holder, whether or not that worker still lives.
+    /// The pid in the owner id of the lock's holder (the one whose lease runs out first, when
+    /// several hold it), whether or not that worker still lives.
     pub async fn holder_owner(&self, lock: &dyn Lock) -> Option<u32> {
         match lock.inspect(&self.name).await {
             Ok(LockState::Locked(h)) => pid_of(&h.first().owner),
             _ => None,
+        }
+    }
+
+    /// Whether worker `pid` is among the lock's holders, as the backend says.
+    pub async fn is_holder(&self, lock: &dyn Lock, pid: u32) -> bool {
+        match lock.inspect(&self.name).await {
+            Ok(LockState::Locked(h)) => h.as_slice().iter().any(|h| pid_of(&h.owner) == Some(pid)),
+            _ => false,
         }
     }
 
@@ -127,11 +221,13 @@ impl Lane {
     pub fn kill(&mut self, pid: u32) -> u64 {
         let t = now_ns();
         signal(pid, Signal::SIGKILL);
+        let mut kind = self.kinds.first().copied().unwrap_or_default();
         if let Some(i) = self.workers.iter().position(|c| c.id() == pid) {
             let mut child = self.workers.swap_remove(i);
+            kind = self.kinds.swap_remove(i);
             let _ = child.wait();
         }
-        self.add_worker();
+        self.add_worker(kind);
         t
     }
 
@@ -158,6 +254,7 @@ impl Lane {
             }
         }
         self.workers.clear();
+        self.kinds.clear();
     }
 
     /// Writes the lane's faults and the run's server faults to `faults` in its directory, one

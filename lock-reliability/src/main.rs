@@ -1,10 +1,12 @@
 //! `lock-reliability`: races worker processes on every backend while injecting faults, records
-//! every operation, and checks the histories: no two holders at once, tokens rising in order
-//! of entry, no lost update, no stale write accepted, no lock stuck after a crash, every loss
-//! told. See `docs/reliability.md`.
+//! every operation, and checks the histories: no more holders at once than the lock allows
+//! (one exclusive holder, 3 permits of a semaphore, readers but never a writer with anyone),
+//! every token unique and rising in order of entry, no lost update, no stale write accepted,
+//! no lock stuck after a crash, no writer starved by readers, every loss told. See
+//! `docs/reliability.md`.
 //!
 //! ```text
-//! lock-reliability [--profile short|long] [--backend B]… [--scenario S]… [--json]
+//! lock-reliability [--profile short|long] [--backend B]… [--scenario S]… [--kind K]… [--json]
 //! ```
 //!
 //! Exits 0 when every violation column is 0 (and, for `long`, every backend had 5,000 faults
@@ -33,6 +35,7 @@ use lock::{LockName, Ttl};
 
 use crate::backend::{Backend, Env};
 use crate::clock::ClockWatch;
+use crate::lane::LeaseKind;
 use crate::profile::Profile;
 use crate::report::{Report, Row};
 use crate::scenario::Scenario;
@@ -50,6 +53,11 @@ struct Args {
     /// Only these scenarios (default: all that apply).
     #[arg(long, value_enum)]
     scenario: Vec<Scenario>,
+    /// Only lanes of these lease kinds (default: all; a kind the backend does not offer is
+    /// reported as not applicable). The short profile runs `semaphore` and `rw` on the holder
+    /// kill and pause only; the long one on every library scenario.
+    #[arg(long, value_enum)]
+    kind: Vec<LeaseKind>,
     /// Print the report as JSON instead of a Markdown table.
     #[arg(long)]
     json: bool,
@@ -76,6 +84,11 @@ enum Role {
         ttl_ms: u64,
         #[arg(long)]
         hold_max_ms: u64,
+        #[arg(long, default_value_t = 2000)]
+        wait_ms: u64,
+        /// `x`, `s` or `p3` (see `history::kind_word`).
+        #[arg(long, default_value = "x")]
+        kind: String,
     },
     /// Keeps a core busy (started by the runner).
     #[command(hide = true)]
@@ -99,6 +112,8 @@ fn main() -> ExitCode {
             dir,
             ttl_ms,
             hold_max_ms,
+            wait_ms,
+            kind,
         }) => {
             let plan = worker::Plan {
                 url,
@@ -106,6 +121,8 @@ fn main() -> ExitCode {
                 dir,
                 ttl: Ttl::from_millis(ttl_ms).expect("a ttl"),
                 hold_max: Duration::from_millis(hold_max_ms),
+                wait: Duration::from_millis(wait_ms),
+                kind: history::parse_kind_word(&kind).expect("a kind word"),
             };
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -137,6 +154,11 @@ fn runner(args: Args) -> ExitCode {
     } else {
         args.scenario
     };
+    let kinds = if args.kind.is_empty() {
+        LeaseKind::ALL.to_vec()
+    } else {
+        args.kind
+    };
     let sizes = args.profile.sizes();
     let temporary;
     let root = match &args.keep {
@@ -154,31 +176,50 @@ fn runner(args: Args) -> ExitCode {
     let mut rows = Vec::new();
     for backend in backends {
         let mut env = Env::start(backend);
+        let caps = runtime.block_on(scenario::connect(&env.url)).capabilities();
         for &scenario in scenarios.iter().filter(|s| s.applies_to(backend)) {
-            let started = Instant::now();
-            let tally = runtime.block_on(scenario::run(
-                &mut env,
-                scenario,
-                &sizes,
-                &root,
-                args.keep.is_some(),
-                &clock,
-            ));
-            let row = Row {
-                backend,
-                scenario,
-                tally,
-                seconds: started.elapsed().as_secs_f64(),
-            };
-            eprintln!(
-                "{backend} / {scenario}: {:.0} s, {}",
-                row.seconds,
-                serde_json::to_string(&row.tally).expect("a tally as JSON")
-            );
-            for d in &row.tally.early_details {
-                eprintln!("  early grant: {d}");
+            for &kind in kinds.iter().filter(|k| scenario.runs_kind(**k, &sizes)) {
+                if !kind.offered_by(&caps) {
+                    eprintln!("{backend} / {scenario} / {kind}: not applicable ({})", kind.lacking());
+                    rows.push(Row {
+                        backend,
+                        scenario,
+                        kind,
+                        not_applicable: Some(kind.lacking()),
+                        tally: Default::default(),
+                        seconds: 0.0,
+                    });
+                    continue;
+                }
+                let started = Instant::now();
+                let tally = runtime.block_on(scenario::run(
+                    &mut env,
+                    scenario,
+                    kind,
+                    caps.fair_line,
+                    &sizes,
+                    &root,
+                    args.keep.is_some(),
+                    &clock,
+                ));
+                let row = Row {
+                    backend,
+                    scenario,
+                    kind,
+                    not_applicable: None,
+                    tally,
+                    seconds: started.elapsed().as_secs_f64(),
+                };
+                eprintln!(
+                    "{backend} / {scenario} / {kind}: {:.0} s, {}",
+                    row.seconds,
+                    serde_json::to_string(&row.tally).expect("a tally as JSON")
+                );
+                for d in &row.tally.early_details {
+                    eprintln!("  early grant: {d}");
+                }
+                rows.push(row);
             }
-            rows.push(row);
         }
     }
     let report = Report {

@@ -45,6 +45,9 @@ pub struct Sizes {
     pub cli_faults: usize,
     /// CLI faults each backend must have had (0: no minimum).
     pub min_cli_faults: u64,
+    /// The semaphore and reader-writer lanes run every library scenario; if not, only the
+    /// holder kill and the holder pause (the short profile, to stay short).
+    pub every_kind_everywhere: bool,
 }
 
 /// The ttl of the CLI lanes' `lock run` (renewed every ttl/3, the supervisor's grace a third).
@@ -76,6 +79,7 @@ impl Profile {
                 cli_workers: 2,
                 cli_faults: 3,
                 min_cli_faults: 0,
+                every_kind_everywhere: false,
             },
             Profile::Long => Sizes {
                 lanes: 8,
@@ -92,6 +96,7 @@ impl Profile {
                 cli_workers: 3,
                 cli_faults: 44,
                 min_cli_faults: 1_000,
+                every_kind_everywhere: true,
             },
         }
     }

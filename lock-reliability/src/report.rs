@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::backend::Backend;
 use crate::check::Tally;
+use crate::lane::LeaseKind;
 use crate::profile::Profile;
 use crate::scenario::Scenario;
 
@@ -14,6 +15,10 @@ pub struct Row {
     pub backend: Backend,
     /// The scenario.
     pub scenario: Scenario,
+    /// The lease kind of its lanes (`exclusive` for the CLI lanes).
+    pub kind: LeaseKind,
+    /// Why the lanes did not run, when the backend lacks what the kind needs.
+    pub not_applicable: Option<&'static str>,
     /// What the checker counted.
     #[serde(flatten)]
     pub tally: Tally,
@@ -48,9 +53,10 @@ impl Report {
         for r in &self.rows {
             if r.violations() > 0 {
                 out.push(format!(
-                    "{} / {}: {} violations",
+                    "{} / {} / {}: {} violations",
                     r.backend,
                     r.scenario,
+                    r.kind,
                     r.violations()
                 ));
             }
@@ -80,14 +86,34 @@ impl Report {
     /// The Markdown table.
     pub fn markdown(&self) -> String {
         let mut s = String::from(
-            "| backend | scenario | holds | faults | overlapping holds | lost updates | token regressions \
+            "| backend | scenario | lease kind | holds | faults | overlapping holds \
+             | more than 3 at once | writer with another | starved writers | lost updates \
+             | token regressions | repeated tokens \
              | stale writes accepted | stale writes refused | stale releases | losses not told \
              | stuck | early grants | spurious losses | panics | errors | slowest free after kill \
              | wall-clock steps |\n\
-             |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+             |---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
         );
         for r in self.rows.iter().filter(|r| !r.scenario.is_cli()) {
+            if let Some(why) = r.not_applicable {
+                s.push_str(&format!(
+                    "| {} | {} | {} | not applicable ({why}) |{}\n",
+                    r.backend,
+                    r.scenario,
+                    r.kind,
+                    " |".repeat(19)
+                ));
+                continue;
+            }
             let t = &r.tally;
+            // A column for another kind of lane is a dash.
+            let only = |kind: LeaseKind, n: u64| {
+                if r.kind == kind || n > 0 {
+                    n.to_string()
+                } else {
+                    "–".to_owned()
+                }
+            };
             let spurious = if r.scenario.losses_are_violations() {
                 t.spurious_losses.to_string()
             } else {
@@ -99,14 +125,19 @@ impl Report {
                 "–".into()
             };
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 r.backend,
                 r.scenario,
+                r.kind,
                 t.holds,
                 t.faults,
-                t.overlaps,
+                only(LeaseKind::Exclusive, t.overlaps),
+                only(LeaseKind::Semaphore, t.over_capacity),
+                only(LeaseKind::Rw, t.writer_overlaps),
+                only(LeaseKind::Rw, t.starved_writers),
                 t.lost_updates,
                 t.token_regressions,
+                t.repeated_tokens,
                 t.stale_writes_accepted,
                 t.stale_writes_refused,
                 t.stale_releases,

@@ -17,7 +17,7 @@ use crate::check::cli::Strike;
 use crate::check::{self, Fault, Rules, Tally};
 use crate::cli::{self, lane::CliLane, lane::CliSpawn};
 use crate::clock::{ClockWatch, Rng, now_ns};
-use crate::lane::{self, Lane, Spawn, signal};
+use crate::lane::{self, Lane, LeaseKind, Spawn, signal};
 use crate::profile::{CLI_HOLD_MAX, CLI_TTL, STRESS_HOLD_MAX, STRESS_TTL, Sizes};
 
 /// A kind of fault.
@@ -89,6 +89,17 @@ impl Scenario {
         }
     }
 
+    /// Whether the lanes of `kind` run this scenario at `sizes` (the CLI scenarios have one
+    /// kind of their own, reported as exclusive).
+    pub fn runs_kind(self, kind: LeaseKind, sizes: &Sizes) -> bool {
+        if self.is_cli() {
+            return kind == LeaseKind::Exclusive;
+        }
+        kind == LeaseKind::Exclusive
+            || sizes.every_kind_everywhere
+            || matches!(self, Scenario::KillHolder | Scenario::PauseHolder)
+    }
+
     /// Whether a loss of a hold no fault touched is a violation here (under stress it is
     /// the point; elsewhere a 250 ms ttl on a loaded machine may lapse, which is safe).
     pub fn losses_are_violations(self) -> bool {
@@ -112,11 +123,16 @@ impl fmt::Display for Scenario {
     }
 }
 
-/// Runs `scenario` on `env` at `sizes`, in a fresh directory under `root`, removed at the end
-/// unless `keep`.
+/// Runs `scenario` on `env` at `sizes`, its lanes' workers taking leases of `kind` (ignored by
+/// the CLI scenarios), in a fresh directory under `root`, removed at the end unless `keep`.
+/// `fair_line`: the backend serves waiters first come, first served (so a starved writer is
+/// a violation).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     env: &mut Env,
     scenario: Scenario,
+    kind: LeaseKind,
+    fair_line: bool,
     sizes: &Sizes,
     root: &Path,
     keep: bool,
@@ -130,18 +146,26 @@ pub async fn run(
         Scenario::CpuStress => (STRESS_TTL, STRESS_HOLD_MAX),
         _ => (sizes.ttl, sizes.hold_max),
     };
+    // A writer waits long enough to be starved: twice the bound.
+    let starve_after = (kind == LeaseKind::Rw && fair_line).then(|| check::starve_bound(ttl));
+    let wait = Duration::from_secs(2).max(2 * check::starve_bound(ttl));
     let spawn = Spawn {
         exe: std::env::current_exe().expect("this binary's path"),
         url: env.url.clone(),
         ttl,
         hold_max,
+        wait: if kind == LeaseKind::Rw {
+            wait
+        } else {
+            Duration::from_secs(2)
+        },
     };
     let dir = tempfile::Builder::new()
-        .prefix(&format!("{:?}-{scenario:?}-", env.backend))
+        .prefix(&format!("{:?}-{scenario:?}-{kind:?}-", env.backend))
         .tempdir_in(root)
         .expect("a run directory");
     let mut lanes: Vec<Lane> = (0..sizes.lanes)
-        .map(|i| Lane::start(dir.path(), i, sizes.workers, spawn.clone()))
+        .map(|i| Lane::start(dir.path(), i, kind.workers(sizes.workers), kind, spawn.clone()))
         .collect();
     let lock = connect(&env.url).await;
     sleep(Duration::from_millis(300)).await; // the workers connect and start racing
@@ -157,7 +181,8 @@ pub async fn run(
                 } else {
                     sizes.pauses
                 };
-                set.spawn(holder_faults(lane, lock, scenario, n, ttl, expires));
+                let multi = kind != LeaseKind::Exclusive;
+                set.spawn(holder_faults(lane, lock, scenario, n, ttl, expires, multi));
             }
             while let Some(lane) = set.join_next().await {
                 lanes.push(lane.expect("a lane's fault task"));
@@ -204,6 +229,7 @@ pub async fn run(
         expires: env.backend.expires(),
         frees_on_death: env.backend.frees_on_death(),
         ttl,
+        starve_after,
     };
     let steps = clock.steps_between(start, now_ns());
     let mut tally = Tally::default();
@@ -220,7 +246,7 @@ pub async fn run(
             lane.write_faults(&server_faults);
         }
         eprintln!(
-            "{} / {scenario}: kept in {}",
+            "{} / {scenario} / {kind}: kept in {}",
             env.backend,
             dir.keep().display()
         );
@@ -271,6 +297,7 @@ async fn run_cli(
         expires: env.backend.expires(),
         frees_on_death: false,
         ttl: CLI_TTL,
+        starve_after: None,
     };
     let mut tally = Tally::default();
     for lane in &lanes {
@@ -287,7 +314,7 @@ async fn run_cli(
 }
 
 /// The runner's own handle, for `inspect`; the server may just have been restarted.
-async fn connect(url: &str) -> Arc<dyn Lock> {
+pub async fn connect(url: &str) -> Arc<dyn Lock> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match lock::connect(url).await {
@@ -298,7 +325,9 @@ async fn connect(url: &str) -> Arc<dyn Lock> {
     }
 }
 
-/// Kills or pauses the holder of `lane`'s lock `n` times.
+/// Kills or pauses the holder of `lane`'s lock `n` times (on a lock with several holders,
+/// the one whose lease runs out first). After each, it waits for the lock to be taken by
+/// another; with several holders, for the struck one to be gone from them.
 async fn holder_faults(
     mut lane: Lane,
     lock: Arc<dyn Lock>,
@@ -306,6 +335,7 @@ async fn holder_faults(
     n: usize,
     ttl: Duration,
     expires: bool,
+    multi: bool,
 ) -> Lane {
     let mut rng = Rng::from_entropy();
     for _ in 0..n {
@@ -317,15 +347,23 @@ async fn holder_faults(
         let taken_within = ttl + Duration::from_secs(3);
         if scenario == Scenario::KillHolder {
             let t = lane.kill(pid);
-            let confirmed = lane.holder_owner(&*lock).await == Some(pid);
+            let confirmed = lane.is_holder(&*lock, pid).await;
             lane.faults.push(Fault::Kill { pid, t, confirmed });
-            wait_for_holder_until(&lane, &*lock, Some(pid), taken_within).await;
+            if multi {
+                wait_gone(&lane, &*lock, pid, taken_within).await;
+            } else {
+                wait_for_holder_until(&lane, &*lock, Some(pid), taken_within).await;
+            }
         } else {
             let stop = now_ns();
             signal(pid, Signal::SIGSTOP);
             let stopped = lane::stopped(pid).await;
             if expires {
-                wait_for_holder_until(&lane, &*lock, Some(pid), taken_within).await;
+                if multi {
+                    wait_gone(&lane, &*lock, pid, taken_within).await;
+                } else {
+                    wait_for_holder_until(&lane, &*lock, Some(pid), taken_within).await;
+                }
                 // Let the new holder reach the resource first, most of the time.
                 sleep(Duration::from_micros(rng.below(20_000))).await;
             } else {
@@ -369,6 +407,14 @@ async fn wait_for_holder_until(
         sleep(Duration::from_millis(1)).await;
     }
     None
+}
+
+/// Once worker `pid` is no longer among the lock's holders, within `within`.
+async fn wait_gone(lane: &Lane, lock: &dyn Lock, pid: u32, within: Duration) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline && lane.is_holder(lock, pid).await {
+        sleep(Duration::from_millis(1)).await;
+    }
 }
 
 fn burner(exe: &Path) -> Child {

@@ -1,6 +1,7 @@
 //! A worker process: acquire → read the resource → hold a while → write it back plus one →
 //! release, over and over, writing every step to its history, until the lane's stop file
-//! appears.
+//! appears. A reader (a shared lease) only reads the resource; a semaphore's permit holder
+//! does not touch it (three holders at once may: the counter is for one writer at a time).
 //!
 //! The worker writes the resource even when its guard has said lost: it plays a client whose
 //! write was already on its way when it was paused, which is exactly the write fencing must
@@ -10,7 +11,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lock::{AcquireOptions, Acquisition, Guard, LockName, LossReason, OwnerId, Ttl, Wait};
+use lock::{
+    AcquireOptions, Acquisition, Guard, Kind, LockName, LossReason, OwnerId, Ttl, Wait,
+};
 use nix::unistd::getppid;
 use tokio::time::{Instant, sleep, timeout};
 
@@ -31,6 +34,10 @@ pub struct Plan {
     pub ttl: Ttl,
     /// Holds last 0 to this long.
     pub hold_max: Duration,
+    /// How long an acquisition waits before giving up.
+    pub wait: Duration,
+    /// The kind of lease every acquisition claims.
+    pub kind: Kind,
 }
 
 /// The owner id of a hold, from which the parent learns which process holds a lock.
@@ -86,13 +93,14 @@ pub async fn run(plan: Plan) {
         let hold = HoldId { pid, n };
         let options = AcquireOptions::new()
             .ttl(plan.ttl)
-            .wait(Wait::For(Duration::from_secs(2)))
+            .wait(Wait::For(plan.wait))
+            .kind(plan.kind)
             .owner(owner_of(hold));
-        history.log(hold, Event::AcquireInvoked);
+        history.log(hold, Event::AcquireInvoked { kind: plan.kind });
         match Guard::acquire(lock.clone(), plan.name.clone(), options).await {
             Ok(Acquisition::Acquired(guard)) => {
                 let hold_for = Duration::from_micros(rng.below(plan.hold_max.as_micros() as u64));
-                held(&mut history, &resource, hold, guard, hold_for).await;
+                held(&mut history, &resource, hold, plan.kind, guard, hold_for).await;
             }
             Ok(_) => history.log(hold, Event::NotAcquired),
             Err(_) => {
@@ -109,6 +117,7 @@ async fn held(
     history: &mut Writer,
     resource: &Resource,
     hold: HoldId,
+    kind: Kind,
     guard: Guard,
     hold_for: Duration,
 ) {
@@ -121,7 +130,10 @@ async fn held(
             valid_until: instant_ns(valid_until),
         },
     );
-    let read = resource.read(hold, token);
+    let read = match kind.normalized() {
+        Kind::Exclusive | Kind::Shared => resource.read(hold, token),
+        _ => None,
+    };
     let end = Instant::now() + hold_for;
     let mut told = false;
     loop {
@@ -147,7 +159,7 @@ async fn held(
             );
         }
     }
-    if let Some(value) = read {
+    if let Some(value) = read.filter(|_| kind.normalized() == Kind::Exclusive) {
         resource.write(hold, token, value + 1);
     }
     if !told && Instant::now() >= guard.valid_until() {

@@ -184,6 +184,7 @@ mod tests {
             expires: true,
             frees_on_death: false,
             ttl: Duration::from_secs(1),
+            starve_after: None,
         }
     }
 

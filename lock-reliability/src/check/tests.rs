@@ -11,6 +11,7 @@ fn ttl(ns: u64) -> Rules {
         expires: true,
         frees_on_death: false,
         ttl: Duration::from_nanos(ns),
+        starve_after: None,
     }
 }
 
@@ -18,17 +19,20 @@ const LEASE: Rules = Rules {
     expires: true,
     frees_on_death: false,
     ttl: Duration::from_nanos(100),
+    starve_after: None,
 };
 /// Leases tied to their holders' processes: a killed holder frees the lock at once.
 const TIED: Rules = Rules {
     expires: true,
     frees_on_death: true,
     ttl: Duration::from_nanos(100),
+    starve_after: None,
 };
 const SESSION: Rules = Rules {
     expires: false,
     frees_on_death: false,
     ttl: Duration::from_nanos(100),
+    starve_after: None,
 };
 
 fn record(lines: &str, accesses: &str, final_value: u64, faults: Vec<Fault>) -> LaneRecord {
