@@ -428,15 +428,17 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
                     touched[i] = true;
                 }
                 t.faults += 1;
-                let next = match hit {
-                    Some(i) => next_needing(i, at),
-                    None => next_grant_after(at),
-                };
-                match next {
+                // The grant that took the dead hold's room; where nobody needed it (a permit
+                // or a reader's share left over), any grant says the lock is not stuck.
+                let needing = hit.and_then(|i| next_needing(i, at));
+                match needing.or_else(|| next_grant_after(at)) {
                     Some(next) if next - at <= rules.free_again_within() => {
                         t.max_free_ms = t.max_free_ms.max((next - at) / 1_000_000);
                         if let Some(i) = hit.filter(|&i| {
-                            rules.expires && !rules.frees_on_death && next < holds[i].valid_until
+                            rules.expires
+                                && !rules.frees_on_death
+                                && needing == Some(next)
+                                && next < holds[i].valid_until
                         }) {
                             t.early += 1;
                             t.early_details.push(early(

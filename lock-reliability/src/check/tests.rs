@@ -473,3 +473,162 @@ fn a_release_sent_before_the_stop_took_effect_ends_the_hold() {
     let at_once = check(&record(history, "", 0, pause(20)), ttl(290));
     assert!(at_once.early > 0, "{at_once:?}");
 }
+
+/// Holds of `kind` (a history kind word: `x`, `s`, `p3`), each `(pid, grant, release)`, with
+/// tokens 1, 2, … in the order given and a ttl of 100 ns from the grant.
+fn spans(spans: &[(&str, u32, u64, u64)]) -> String {
+    let mut s = String::new();
+    for (i, &(kind, pid, grant, release)) in spans.iter().enumerate() {
+        let (token, until) = (i + 1, grant + 100);
+        s += &format!(
+            "{} invoke {pid}.1 {kind}\n{grant} acquired {pid}.1 {token} {until}\n\
+             {release} release {pid}.1 {until}\n{} released {pid}.1 released\n",
+            grant - 1,
+            release + 1,
+        );
+    }
+    s
+}
+
+/// Writers starve after 1000 ns.
+const STARVING: Rules = Rules {
+    starve_after: Some(Duration::from_nanos(1000)),
+    ..LEASE
+};
+
+/// A writer (pid 1) invoked at `from` that gave up at `to`, and two readers granted at 30 and
+/// 60 (sent at 30 and 60).
+fn writer_waiting(from: u64, to: u64) -> LaneRecord {
+    let readers = spans(&[("s", 2, 30, 40), ("s", 3, 60, 70)]);
+    record(
+        &format!("{from} invoke 1.1\n{to} not_acquired 1.1\n{readers}"),
+        "",
+        0,
+        vec![],
+    )
+}
+
+/// The rules of the semaphore and reader-writer lanes: each history breaks one (counted once
+/// in its column), and its sibling keeps it (no violation at all).
+#[test]
+fn the_rules_of_several_holders_are_counted_when_broken_and_only_then() {
+    type Case = (&'static str, LaneRecord, LaneRecord, Rules, fn(&Tally) -> u64);
+    let plain = |s: String| record(&s, "", 0, vec![]);
+    let cases: Vec<Case> = vec![
+        (
+            "a fourth permit holder while three hold (three at once is fine)",
+            plain(spans(&[
+                ("p3", 1, 10, 50),
+                ("p3", 2, 11, 50),
+                ("p3", 3, 12, 50),
+                ("p3", 4, 13, 50),
+            ])),
+            plain(spans(&[
+                ("p3", 1, 10, 50),
+                ("p3", 2, 11, 50),
+                ("p3", 3, 12, 50),
+                ("p3", 4, 60, 70),
+            ])),
+            LEASE,
+            |t| t.over_capacity,
+        ),
+        (
+            "a writer granted while a reader holds (readers together are fine)",
+            plain(spans(&[("s", 1, 10, 50), ("s", 2, 11, 50), ("x", 3, 20, 30)])),
+            plain(spans(&[("s", 1, 10, 50), ("s", 2, 11, 50), ("x", 3, 60, 70)])),
+            LEASE,
+            |t| t.writer_overlaps,
+        ),
+        (
+            "a reader granted while a writer holds",
+            plain(spans(&[("x", 1, 10, 50), ("s", 2, 20, 30)])),
+            plain(spans(&[("x", 1, 10, 50), ("s", 2, 60, 70)])),
+            LEASE,
+            |t| t.writer_overlaps,
+        ),
+        (
+            "two writers at once beside readers",
+            plain(spans(&[("s", 2, 5, 8), ("x", 1, 10, 50), ("x", 3, 20, 30)])),
+            plain(spans(&[("s", 2, 5, 8), ("x", 1, 10, 50), ("x", 3, 60, 70)])),
+            LEASE,
+            |t| t.writer_overlaps,
+        ),
+        (
+            "two permits granted with the same token",
+            plain(
+                spans(&[("p3", 1, 10, 50), ("p3", 2, 11, 50)])
+                    .replace("acquired 2.1 2", "acquired 2.1 1"),
+            ),
+            plain(spans(&[("p3", 1, 10, 50), ("p3", 2, 11, 50)])),
+            LEASE,
+            |t| t.repeated_tokens,
+        ),
+        (
+            "a permit granted for certain after another with a lower token",
+            plain(
+                spans(&[("p3", 1, 10, 50), ("p3", 2, 200, 250)])
+                    .replace("acquired 2.1 2", "acquired 2.1 0"),
+            ),
+            plain(spans(&[("p3", 1, 10, 50), ("p3", 2, 200, 250)])),
+            LEASE,
+            |t| t.token_regressions,
+        ),
+        (
+            "a writer waited past the bound while readers came in after it \
+             (a long wait without readers after it, or a short one with, is fine)",
+            writer_waiting(5, 2000),
+            writer_waiting(100, 2000),
+            STARVING,
+            |t| t.starved_writers,
+        ),
+        (
+            "a writer waited past the bound while readers came in after it (a short wait)",
+            writer_waiting(5, 2000),
+            writer_waiting(5, 900),
+            STARVING,
+            |t| t.starved_writers,
+        ),
+        (
+            "a dead permit holder's permit given while two others hold, before its lease \
+             ended (with one other, a permit was free: no early grant)",
+            record(
+                &(spans(&[("p3", 1, 10, 200), ("p3", 2, 11, 60), ("p3", 3, 12, 60)])
+                    .replace("200 release 1.1 110\n201 released 1.1 released\n", "")
+                    + &spans(&[("p3", 4, 50, 55)]).replace(" 1 150", " 4 150")),
+                "",
+                0,
+                vec![Fault::Kill {
+                    pid: A,
+                    t: 20,
+                    confirmed: true,
+                }],
+            ),
+            record(
+                &(spans(&[("p3", 1, 10, 200), ("p3", 2, 11, 40)])
+                    .replace("200 release 1.1 110\n201 released 1.1 released\n", "")
+                    + &spans(&[("p3", 4, 50, 55)]).replace(" 1 150", " 3 150")),
+                "",
+                0,
+                vec![Fault::Kill {
+                    pid: A,
+                    t: 20,
+                    confirmed: true,
+                }],
+            ),
+            LEASE,
+            |t| t.early,
+        ),
+    ];
+    for (what, broken, kept, rules, column) in cases {
+        let t = check(&broken, rules);
+        assert_eq!(column(&t), 1, "{what}: {t:?}");
+        let t = check(&kept, rules);
+        assert_eq!(t.violations(true), 0, "{what}, kept: {t:?}");
+    }
+}
+
+/// Without a fair line (`starve_after` `None`) a writer overtaken by readers is not judged.
+#[test]
+fn writers_are_not_judged_for_starving_without_a_fair_line() {
+    assert_eq!(check(&writer_waiting(5, 2000), LEASE).starved_writers, 0);
+}
