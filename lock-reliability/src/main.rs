@@ -54,8 +54,9 @@ struct Args {
     #[arg(long, value_enum)]
     scenario: Vec<Scenario>,
     /// Only lanes of these lease kinds (default: all; a kind the backend does not offer is
-    /// reported as not applicable). The short profile runs `semaphore` and `rw` on the holder
-    /// kill and pause only; the long one on every library scenario.
+    /// reported as not applicable). By default the short profile runs `semaphore` and `rw` on
+    /// the holder kill and pause only, the long one on every library scenario; kinds named
+    /// here run on every scenario asked for, in either profile.
     #[arg(long, value_enum)]
     kind: Vec<LeaseKind>,
     /// Print the report as JSON instead of a Markdown table.
@@ -154,12 +155,14 @@ fn runner(args: Args) -> ExitCode {
     } else {
         args.scenario
     };
+    let mut sizes = args.profile.sizes();
+    // Kinds asked for by name run on every scenario asked for.
+    sizes.every_kind_everywhere |= !args.kind.is_empty();
     let kinds = if args.kind.is_empty() {
         LeaseKind::ALL.to_vec()
     } else {
         args.kind
     };
-    let sizes = args.profile.sizes();
     let temporary;
     let root = match &args.keep {
         Some(dir) => {

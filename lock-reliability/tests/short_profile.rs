@@ -18,7 +18,9 @@ fn the_short_profile_finds_no_violation_on_any_backend() {
 
     let rows = report["rows"].as_array().expect("rows");
     // The library's scenarios, then the four `lock run` ones (session locks have no lease
-    // to lapse while `lock` is stopped: three).
+    // to lapse while `lock` is stopped: three), all exclusive; then the holder kill and pause
+    // in a semaphore and a reader-writer lane each (run, or not applicable where the backend
+    // lacks permits or shared leases).
     let expected = [
         ("file", 3 + 4),
         ("redis", 4 + 4),
@@ -27,10 +29,20 @@ fn the_short_profile_finds_no_violation_on_any_backend() {
     ];
     for (backend, scenarios) in expected {
         let of: Vec<&Value> = rows.iter().filter(|r| r["backend"] == backend).collect();
-        assert_eq!(of.len(), scenarios, "{backend}: {report:#}");
+        let exclusive = of.iter().filter(|r| r["kind"] == "exclusive").count();
+        assert_eq!(exclusive, scenarios, "{backend}: {report:#}");
+        assert_eq!(of.len(), scenarios + 4, "{backend}: {report:#}");
         for r in of {
+            if !r["not_applicable"].is_null() {
+                assert_ne!(r["kind"], "exclusive", "{r}");
+                continue;
+            }
             for column in [
                 "overlaps",
+                "over_capacity",
+                "writer_overlaps",
+                "starved_writers",
+                "repeated_tokens",
                 "lost_updates",
                 "token_regressions",
                 "stale_writes_accepted",
