@@ -115,12 +115,12 @@ pub struct Rules {
     pub starve_after: Option<Duration>,
 }
 
-/// The starvation bound of a reader-writer lane at `ttl`: a writer first in line waits at
-/// most for the readers ahead of it to end (a ttl, for a reader stopped or killed while
-/// holding), for a waiter ahead of it that died to lose its place ([`lock::raw::LINE_PATIENCE`]),
-/// and for one more ttl of slack.
-pub fn starve_bound(ttl: Duration) -> Duration {
-    2 * ttl + lock::raw::LINE_PATIENCE
+/// The starvation bound of a reader-writer lane at `ttl` and holds of up to `hold_max`: a
+/// writer waits for the holds in or ahead of it in line to end (a hold, or a ttl for a holder
+/// stopped or killed), twice over (the holders, then those standing ahead of it), and for a
+/// waiter ahead of it that died to lose its place ([`lock::raw::LINE_PATIENCE`]).
+pub fn starve_bound(ttl: Duration, hold_max: Duration) -> Duration {
+    2 * (ttl + hold_max) + lock::raw::LINE_PATIENCE
 }
 
 impl Rules {
@@ -280,6 +280,8 @@ struct Hold {
     id: HoldId,
     /// Exclusive (a writer, in a reader-writer lane), shared (a reader), or a permit.
     kind: Kind,
+    /// When its worker started to acquire it (its `invoke` line; `sent` without one).
+    invoked: u64,
     /// When the winning try was sent: the grant came after.
     sent: u64,
     /// When the worker wrote the grant down: the grant came before.
@@ -546,8 +548,8 @@ fn weight(h: &Hold) -> u64 {
 }
 
 /// Writers (exclusive claims in a lane that has readers) that waited longer than
-/// `rules.starve_after`, from sending their claim to its grant or their giving up, while a
-/// reader whose winning try was sent after they started waiting was granted before they were.
+/// `rules.starve_after`, from starting to acquire to the grant or giving up, while a reader
+/// that started to acquire after them was granted before them (overtook them in line).
 /// A wait its worker never finished (killed, or the run ended) is not judged.
 fn starved_writers(rec: &LaneRecord, holds: &[Hold], rules: Rules) -> u64 {
     let Some(bound) = rules.starve_after else {
@@ -578,7 +580,7 @@ fn starved_writers(rec: &LaneRecord, holds: &[Hold], rules: Rules) -> u64 {
             to.saturating_sub(from) > bound
                 && holds
                     .iter()
-                    .any(|r| r.kind == Kind::Shared && r.sent > from && r.ok < to)
+                    .any(|r| r.kind == Kind::Shared && r.invoked > from && r.ok < to)
         })
         .count() as u64
 }
@@ -627,12 +629,12 @@ fn holding(holds: &[Hold], pid: u32, at: u64) -> Option<usize> {
 /// Every grant in the lane, in order of grant, with its end.
 fn holds(rec: &LaneRecord, rules: Rules) -> Vec<Hold> {
     let mut by_id: HashMap<HoldId, Hold> = HashMap::new();
-    let mut kinds: HashMap<HoldId, Kind> = HashMap::new();
+    let mut kinds: HashMap<HoldId, (Kind, u64)> = HashMap::new();
     let mut lines: Vec<&Line> = rec.lines.iter().collect();
     lines.sort_by_key(|l| l.t);
     for l in lines {
         if let Event::AcquireInvoked { kind } = l.event {
-            kinds.insert(l.hold, kind.normalized());
+            kinds.insert(l.hold, (kind.normalized(), l.t));
             continue;
         }
         if let Event::Acquired { token, valid_until } = l.event {
@@ -640,7 +642,11 @@ fn holds(rec: &LaneRecord, rules: Rules) -> Vec<Hold> {
                 l.hold,
                 Hold {
                     id: l.hold,
-                    kind: kinds.get(&l.hold).copied().unwrap_or_default(),
+                    kind: kinds.get(&l.hold).map(|k| k.0).unwrap_or_default(),
+                    invoked: kinds.get(&l.hold).map_or(
+                        valid_until.saturating_sub(rules.ttl.as_nanos() as u64),
+                        |k| k.1,
+                    ),
                     sent: valid_until.saturating_sub(rules.ttl.as_nanos() as u64),
                     ok: l.t,
                     token,

@@ -146,9 +146,10 @@ pub async fn run(
         Scenario::CpuStress => (STRESS_TTL, STRESS_HOLD_MAX),
         _ => (sizes.ttl, sizes.hold_max),
     };
-    // A writer waits long enough to be starved: twice the bound.
-    let starve_after = (kind == LeaseKind::Rw && fair_line).then(|| check::starve_bound(ttl));
-    let wait = Duration::from_secs(2).max(2 * check::starve_bound(ttl));
+    // A writer waits long enough to be starved: a second past the bound.
+    let bound = check::starve_bound(ttl, hold_max);
+    let starve_after = (kind == LeaseKind::Rw && fair_line).then_some(bound);
+    let wait = Duration::from_secs(2).max(bound + Duration::from_secs(1));
     let spawn = Spawn {
         exe: std::env::current_exe().expect("this binary's path"),
         url: env.url.clone(),

@@ -497,7 +497,7 @@ const STARVING: Rules = Rules {
 };
 
 /// A writer (pid 1) invoked at `from` that gave up at `to`, and two readers granted at 30 and
-/// 60 (sent at 30 and 60).
+/// 60 (invoked at 29 and 59).
 fn writer_waiting(from: u64, to: u64) -> LaneRecord {
     let readers = spans(&[("s", 2, 30, 40), ("s", 3, 60, 70)]);
     record(
