@@ -1,5 +1,10 @@
 //! [`LeaseLock`]: one row per name, each operation one statement on the server's clock.
 //!
+//! Shared leases and permits live in the same row (`owner` is `*`, the leases are entries of
+//! `holders`), so the exclusive statements stay as they were; a claim of another kind, or an
+//! exclusive one they did not settle, goes through `Statements::claim`, which decides as
+//! `raw::admit` does in SQL, again on the row's newest version.
+//!
 //! A statement decides atomically (the row is locked by the `INSERT … ON CONFLICT` or
 //! `UPDATE`, and its `WHERE` is checked on the newest version), and also returns the row as
 //! its snapshot saw it, to say who holds it when it did not change. Only when the row changed
@@ -24,7 +29,8 @@ use crate::errors;
 use crate::shared::{Pools, Shared};
 
 /// Leases in a Postgres table (`mode=lease`, the default): a row per name, with a ttl on the
-/// server's clock, fencing tokens and a first-come-first-served line of waiters.
+/// server's clock, fencing tokens and a first-come-first-served line of waiters; exclusive
+/// leases, shared leases (readers and writers) and semaphores of N permits.
 ///
 /// One handle owns a small connection pool and one LISTEN connection (opened by the first
 /// waiter), or uses the caller's pool ([`with_pool`](Self::with_pool)). Cheap to clone:
@@ -98,14 +104,14 @@ impl Lock for LeaseLock {
             owner_on_any_handle: true,
             fair_line: true,
             holder_tie: false,
-            ..Capabilities::default()
+            permits: true,
+            shared: true,
         }
     }
 
     async fn try_acquire(&self, claim: Claim<'_>) -> Result<AcquireOutcome, Error> {
         self.capabilities().check(claim.kind)?;
-        let (name, owner, ttl) = (claim.name, claim.owner, claim.ttl);
-        try_acquire(&self.shared, name, owner, ttl)
+        try_acquire(&self.shared, claim.with_kind(claim.kind))
             .await
             .map_err(during(Operation::TryAcquire))
     }
@@ -116,8 +122,7 @@ impl Lock for LeaseLock {
         patience: Duration,
     ) -> Result<InLineOutcome, Error> {
         self.capabilities().check(claim.kind)?;
-        let (name, owner, ttl) = (claim.name, claim.owner, claim.ttl);
-        try_acquire_in_line(&self.shared, name, owner, ttl, patience)
+        try_acquire_in_line(&self.shared, claim.with_kind(claim.kind), patience)
             .await
             .map_err(during(Operation::TryAcquireInLine))
     }
@@ -157,7 +162,8 @@ impl Lock for LeaseLock {
             .map_err(during(Operation::Inspect))
     }
 
-    /// A release NOTIFYs the owner first in line, and only that waiter's turn wakes.
+    /// A release NOTIFYs the owners at the front of the line that the freed room serves, and
+    /// only those waiters' turns wake.
     async fn watch_turn(
         &self,
         name: &LockName,
@@ -179,13 +185,10 @@ fn ttl_millis(ttl: Ttl) -> i64 {
     ttl.as_millis() as i64
 }
 
-async fn try_acquire(
-    shared: &Shared,
-    name: &LockName,
-    owner: &OwnerId,
-    ttl: Ttl,
-) -> Result<AcquireOutcome, Error> {
-    for _ in 0..ATTEMPTS {
+async fn try_acquire(shared: &Shared, claim: Claim<'_>) -> Result<AcquireOutcome, Error> {
+    let (name, owner, ttl) = (claim.name, claim.owner, claim.ttl);
+    if claim.kind == Kind::Exclusive {
+        // The exclusive statement: one row, no holders array to read or write.
         let rows = shared
             .db
             .fetch(Operation::TryAcquire, || {
@@ -200,37 +203,114 @@ async fn try_acquire(
             .await?;
         let row = one_row(shared, name, &rows)?;
         if let Some(token) = get::<Option<i64>>(row, "won")? {
-            return Ok(AcquireOutcome::Acquired(Lease {
-                name: name.clone(),
-                owner: owner.clone(),
-                token: token_of(shared, name, token)?,
-                ttl,
-                kind: Kind::Exclusive,
-            }));
+            return Ok(AcquireOutcome::Acquired(
+                claim.lease(token_of(shared, name, token)?),
+            ));
         }
         if let Some(holder) = live_holder(shared, name, row, "owner", "token", "left_us")?
             && holder.owner != *owner
         {
             return Ok(AcquireOutcome::Held(holder));
         }
-        // The row changed between the statement's snapshot and its decision: look again.
-        match inspect(shared, name).await? {
-            LockState::Locked(holders) if holders.first().owner != *owner => {
-                return Ok(AcquireOutcome::Held(holders.first().clone()));
-            }
-            _ => continue,
+        // Shared leases or permits hold the name (or the row changed between the statement's
+        // snapshot and its decision): the statement of every kind says which.
+    }
+    for _ in 0..ATTEMPTS {
+        let rows = shared
+            .db
+            .fetch(Operation::TryAcquire, || {
+                bind_claim(shared.sql.claim.query(), claim)
+            })
+            .await?;
+        let row = one_row(shared, name, &rows)?;
+        match decided(shared, claim, row)? {
+            Decided::Granted(lease) => return Ok(AcquireOutcome::Acquired(lease)),
+            Decided::Full(holder) => return Ok(AcquireOutcome::Held(holder)),
+            // Nothing stands ahead of a plain try; a race otherwise: ask again.
+            Decided::Behind | Decided::Raced => continue,
         }
     }
     Err(changed_hands(name, Operation::TryAcquire))
 }
 
+/// The claim's parameters `$1`…`$5`: name, owner, ttl, capacity, weight.
+fn bind_claim(query: crate::sql::PgQuery, claim: Claim<'_>) -> crate::sql::PgQuery {
+    query
+        .bind(claim.name.as_str().to_owned())
+        .bind(claim.owner.as_str().to_owned())
+        .bind(ttl_millis(claim.ttl))
+        .bind(part(claim.kind.capacity()))
+        .bind(part(claim.kind.weight()))
+}
+
+/// A capacity or weight (at most [`lock_core::SHARED_CAPACITY`]) as Postgres's `integer`.
+fn part(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// What a claim statement's row says.
+enum Decided {
+    Granted(Lease),
+    Full(Holder),
+    Behind,
+    /// The snapshot allowed the claim, the row's newest version did not.
+    Raced,
+}
+
+/// Reads a claim statement's answer (see `Statements::claim`).
+fn decided(shared: &Shared, claim: Claim<'_>, row: &PgRow) -> Result<Decided, Error> {
+    let name = claim.name;
+    if let Some(token) = get::<Option<i64>>(row, "won")? {
+        return Ok(Decided::Granted(
+            claim.lease(token_of(shared, name, token)?),
+        ));
+    }
+    let decision: String = get(row, "decision")?;
+    let held_as = || -> Result<Kind, Error> {
+        let (cap, w): (Option<i32>, i32) = (get(row, "held_cap")?, get(row, "held_w")?);
+        kind_of(shared, name, cap.unwrap_or(0), w)
+    };
+    match decision.as_str() {
+        "mismatch" => Err(lock_core::raw::mismatch(claim, held_as()?)),
+        "behind" => Ok(Decided::Behind),
+        "full" => match live_holder(
+            shared,
+            name,
+            row,
+            "soon_owner",
+            "soon_token",
+            "soon_left_us",
+        )? {
+            Some(holder) => Ok(Decided::Full(Holder {
+                kind: held_as()?,
+                ..holder
+            })),
+            None => Ok(Decided::Raced),
+        },
+        _ => Ok(Decided::Raced),
+    }
+}
+
+/// The kind of a lease stored as `capacity` and `weight`.
+fn kind_of(shared: &Shared, name: &LockName, capacity: i32, weight: i32) -> Result<Kind, Error> {
+    u32::try_from(capacity)
+        .ok()
+        .zip(u32::try_from(weight).ok())
+        .and_then(|(c, w)| Kind::from_parts(c, w))
+        .ok_or_else(|| {
+            shared.corrupt(
+                name,
+                format!("capacity {capacity} and weight {weight} are no kind of lease"),
+            )
+        })
+}
+
 async fn try_acquire_in_line(
     shared: &Shared,
-    name: &LockName,
-    owner: &OwnerId,
-    ttl: Ttl,
+    claim: Claim<'_>,
     patience: Duration,
 ) -> Result<InLineOutcome, Error> {
+    let (name, owner) = (claim.name, claim.owner);
     // At least a millisecond, at most a year.
     let patience_ms = lock_core::raw::patience_millis(patience) as i64;
     // Woken for a turn a NOTIFY said is ours: pass it on if another's place shows ahead.
@@ -242,38 +322,24 @@ async fn try_acquire_in_line(
         let rows = shared
             .db
             .fetch(Operation::TryAcquireInLine, || {
-                shared
-                    .sql
-                    .in_line
-                    .query()
-                    .bind(name.as_str().to_owned())
-                    .bind(owner.as_str().to_owned())
-                    .bind(ttl_millis(ttl))
+                bind_claim(shared.sql.in_line.query(), claim)
                     .bind(patience_ms)
                     .bind(pass.clone())
             })
             .await?;
         let row = one_row(shared, name, &rows)?;
-        if let Some(token) = get::<Option<i64>>(row, "won")? {
-            return Ok(InLineOutcome::Acquired(Lease {
-                name: name.clone(),
-                owner: owner.clone(),
-                token: token_of(shared, name, token)?,
-                ttl,
-                kind: Kind::Exclusive,
-            }));
-        }
-        match live_holder(shared, name, row, "owner", "token", "left_us")? {
-            Some(holder) if holder.owner != *owner => return Ok(InLineOutcome::Held(holder)),
-            None if get::<bool>(row, "behind")? => {
+        match decided(shared, claim, row)? {
+            Decided::Granted(lease) => return Ok(InLineOutcome::Acquired(lease)),
+            Decided::Full(holder) => return Ok(InLineOutcome::Held(holder)),
+            Decided::Behind => {
                 let left: i64 = get::<Option<i64>>(row, "first_left_ms")?.unwrap_or(0);
                 return Ok(InLineOutcome::Behind {
                     first_kept_for: Duration::from_millis(u64::try_from(left).unwrap_or(0)),
                 });
             }
-            // The lock row changed between the statement's snapshot and its decision (or the
-            // caller's own lease lapsed meanwhile): ask again, which keeps the place.
-            _ => continue,
+            // The lock row changed between the statement's snapshot and its decision: ask
+            // again, which keeps the place.
+            Decided::Raced => continue,
         }
     }
     Err(changed_hands(name, Operation::TryAcquireInLine))
@@ -319,7 +385,7 @@ async fn renew(
             owner: owner.clone(),
             token: token_of(shared, name, get(row, "token")?)?,
             ttl,
-            kind: Kind::Exclusive,
+            kind: kind_of(shared, name, get(row, "cap")?, get(row, "w")?)?,
         }),
         None => RenewOutcome::Lost,
     })
@@ -348,15 +414,17 @@ async fn release(
             return Ok(ReleaseOutcome::Released);
         }
         let before: Option<String> = get(row, "owner")?;
-        let live: bool = get(row, "live")?;
+        let (live, mine): (bool, bool) = (get(row, "live")?, get(row, "mine")?);
         match before {
-            Some(other) if live && other != owner.as_str() => return Ok(ReleaseOutcome::NotOwner),
+            Some(other) if live && !mine && other != owner.as_str() => {
+                return Ok(ReleaseOutcome::NotOwner);
+            }
             _ if !live => return Ok(ReleaseOutcome::NotLocked),
             _ => {}
         }
         // The caller's lease stood in the snapshot but was gone when the update looked.
         match inspect(shared, name).await? {
-            LockState::Locked(holders) if holders.first().owner != *owner => {
+            LockState::Locked(holders) if holders.into_iter().all(|h| h.owner != *owner) => {
                 return Ok(ReleaseOutcome::NotOwner);
             }
             LockState::Open => return Ok(ReleaseOutcome::NotLocked),
@@ -393,11 +461,18 @@ async fn inspect(shared: &Shared, name: &LockName) -> Result<LockState, Error> {
             shared.sql.inspect.query().bind(name.as_str().to_owned())
         })
         .await?;
-    Ok(match rows.first() {
-        Some(row) => match live_holder(shared, name, row, "owner", "token", "left_us")? {
-            Some(holder) => LockState::Locked(Holders::one(holder)),
-            None => LockState::Open,
-        },
+    let mut holders = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let kind = match get::<Option<i32>>(row, "cap")? {
+            None => Kind::Exclusive,
+            Some(cap) => kind_of(shared, name, cap, 1)?,
+        };
+        if let Some(holder) = live_holder(shared, name, row, "owner", "token", "left_us")? {
+            holders.push(Holder { kind, ..holder });
+        }
+    }
+    Ok(match Holders::new(holders) {
+        Some(holders) => LockState::Locked(holders),
         None => LockState::Open,
     })
 }
@@ -425,12 +500,14 @@ fn live_holder(
     let (owner, token, left): (Option<String>, Option<i64>, Option<i64>) =
         (get(row, owner)?, get(row, token)?, get(row, left_us)?);
     match (owner, token, left) {
-        (Some(owner), Some(token), Some(left)) if left > 0 => Ok(Some(Holder {
-            owner: owner_of(shared, name, owner)?,
-            token: token_of(shared, name, token)?,
-            expires_in: Some(Duration::from_micros(left as u64)),
-            kind: Kind::Exclusive,
-        })),
+        (Some(owner), Some(token), Some(left)) if left > 0 && owner != crate::sql::MANY => {
+            Ok(Some(Holder {
+                owner: owner_of(shared, name, owner)?,
+                token: token_of(shared, name, token)?,
+                expires_in: Some(Duration::from_micros(left as u64)),
+                kind: Kind::Exclusive,
+            }))
+        }
         _ => Ok(None),
     }
 }

@@ -28,14 +28,19 @@ use sql::Statements;
 
 /// The lease mode's try-acquire and release statements for `table` and its waiters' `line`
 /// table (both quoted `schema.table`), exactly as this crate sends them, and the line table's
-/// definition (a release looks up the first in line to NOTIFY). Acquire binds `$1` name, `$2`
+/// definition (a release looks up the waiters it serves to NOTIFY) followed by the columns of
+/// shared leases and permits added to `table` (which the statements read). Acquire binds `$1` name, `$2`
 /// owner, `$3` ttl in ms; release binds `$1` name, `$2` owner, `$3` the NOTIFY channel. For
 /// `lock-bench`, which times the bare SQL beside the library; not a stable interface.
 #[doc(hidden)]
 pub fn lease_statements(table: &str, line: &str) -> (String, String, String) {
     let s = Statements::new(table, line);
     (
-        sql::create_line_table(line),
+        format!(
+            "{}; {}",
+            sql::create_line_table(line),
+            sql::add_table_columns(table)
+        ),
         s.acquire.text().to_owned(),
         s.release.text().to_owned(),
     )

@@ -1,6 +1,6 @@
 //! Wake-ups: one LISTEN connection per handle, opened on the first watch, feeding a
-//! [`ChangeHub`] with the names that releases NOTIFY (and the owner first in line, when one
-//! stands there).
+//! [`ChangeHub`] with the names that releases NOTIFY (and the owners at the front of the line
+//! that the freed room serves, when any stand there).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -164,12 +164,17 @@ async fn listen(pool: &PgPool, channel: &str, config: &Config) -> Result<PgListe
     }
 }
 
-/// Wakes the waiters a NOTIFY payload names: `name`, or `name` + newline + the owner first in
-/// its line (then, of the waiters in line, only that one's turn, marked named if it waits here).
+/// Wakes the waiters a NOTIFY payload names: `name` (every waiter of it), or `name` and the
+/// owners at the front of its line that the freed room serves, each after a newline (then, of
+/// the waiters in line, only those owners' turns, each marked named if it waits here; none
+/// for `name` and a lone newline).
 fn on_notification(hub: &ChangeHub, named: &Named, payload: &str) {
     match payload.split_once('\n') {
-        Some((name, first)) => {
-            named.wake_and_mark(name, first, || hub.notify_turn(name, Some(first)));
+        Some((name, "")) => hub.notify_turns(name, []),
+        Some((name, owners)) => {
+            for owner in owners.split('\n') {
+                named.wake_and_mark(name, owner, || hub.notify_turn(name, Some(owner)));
+            }
         }
         None => hub.notify(payload),
     }
@@ -219,9 +224,12 @@ mod tests {
     /// Who a payload wakes: (a plain waiter of `job`, the turn of `b`, the turn of `c`).
     #[tokio::test]
     async fn a_payload_wakes_its_name_and_only_the_turn_it_names() {
-        let cases: [(&str, [bool; 3]); 6] = [
-            ("job", [true, true, true]),      // no one in line: every turn
-            ("job\nb", [true, true, false]),  // b first
+        let cases: [(&str, [bool; 3]); 9] = [
+            ("job", [true, true, true]),       // no one in line: every turn
+            ("job\nb", [true, true, false]),   // b first
+            ("job\nb\nc", [true, true, true]), // b and c served
+            ("job\nx\nc", [true, false, true]),
+            ("job\n", [true, false, false]),  // a line, no one served
             ("job\nx", [true, false, false]), // someone else first
             ("other\nb", [false, false, false]),
             ("job b", [false, false, false]), // a name with a space, not a turn
@@ -235,7 +243,9 @@ mod tests {
                 hub.subscribe_turn("job", "c"),
             ];
             on_notification(&hub, &named, payload);
-            assert_eq!(named.take("job", "b"), payload == "job\nb", "{payload:?}");
+            let names_b =
+                payload.starts_with("job\n") && payload[4..].split('\n').any(|o| o == "b");
+            assert_eq!(named.take("job", "b"), names_b, "{payload:?}");
             assert!(!named.take("job", "b"), "a mark is taken once");
             assert!(
                 !named.take("job", "x"),

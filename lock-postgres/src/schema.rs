@@ -16,6 +16,12 @@ const COLUMNS: [(&str, &str); 4] = [
     ("expires_at", "timestamp with time zone"),
 ];
 
+/// The columns of shared leases and permits in the lock table: added to tables made before them.
+const TABLE_ADDED: [&str; 2] = ["capacity", "holders"];
+
+/// The columns of the kind a place asks for in the line table: added to tables made before them.
+const LINE_ADDED: [&str; 2] = ["capacity", "weight"];
+
 /// SQLSTATEs of losing a race to create the same object: unique_violation (on the catalogs),
 /// duplicate_table, duplicate_schema, duplicate_object.
 const CREATION_RACE: [&str; 4] = ["23505", "42P07", "42P06", "42710"];
@@ -88,22 +94,7 @@ async fn ensure_once(conn: &mut PgConnection, config: &Config) -> Result<(), Ens
         let ddl = sql::create_line_table(&config.quoted_line_table());
         sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut *tx).await?;
     }
-    let columns = sqlx::query(
-        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
-         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
-         JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
-    )
-    .bind(schema)
-    .bind(table)
-    .persistent(false)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    let found: Vec<(String, String)> = columns
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<Result<_, sqlx::Error>>()?;
+    let found = columns_of(&mut tx, schema, table).await?;
     let missing: Vec<String> = COLUMNS
         .iter()
         .filter(|(n, t)| !found.iter().any(|(fn_, ft)| fn_ == n && ft == t))
@@ -116,5 +107,43 @@ async fn ensure_once(conn: &mut PgConnection, config: &Config) -> Result<(), Ens
             missing.join(", ")
         )));
     }
+    // Tables made by an earlier version: the columns of shared leases and permits, added
+    // (nullable, or with the default of an exclusive claim), so that nothing else changes.
+    if !TABLE_ADDED
+        .iter()
+        .all(|c| found.iter().any(|(n, _)| n == c))
+    {
+        let ddl = sql::add_table_columns(&config.quoted_table());
+        sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut *tx).await?;
+    }
+    let line = columns_of(&mut tx, schema, &config.line_table()).await?;
+    if !LINE_ADDED.iter().all(|c| line.iter().any(|(n, _)| n == c)) {
+        let ddl = sql::add_line_columns(&config.quoted_line_table());
+        sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
     Ok(())
+}
+
+/// The columns of `schema.table`, with their types as `format_type` names them.
+async fn columns_of(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+) -> Result<Vec<(String, String)>, EnsureError> {
+    let rows = sqlx::query(
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+    )
+    .bind(schema)
+    .bind(table)
+    .persistent(false)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, sqlx::Error>>()?)
 }

@@ -5,6 +5,12 @@
 //! restarted). The table still keeps one row per name, for the fencing token and the holder's
 //! owner id, written in the same statement that takes the lock.
 //!
+//! Exclusive locks only: [`Capabilities::permits`] and [`Capabilities::shared`] are false, so
+//! a shared or permit claim is refused before the server is asked. An advisory lock has no
+//! semaphore form, and shared holds (`pg_try_advisory_lock_shared`) would need a token and an
+//! owner per reader in the table, written in the same step as each hold and gone with its
+//! session; lease mode ([`LeaseLock`](crate::LeaseLock)) offers both.
+//!
 //! Every step that takes a lock, and every read of who holds one, runs under a
 //! transaction-level advisory lock on the same key in the two-`int4` key space (a per-name
 //! mutex, exclusive to take, shared to read), so a reader never sees a lock taken whose row is
