@@ -126,6 +126,8 @@ pub struct BareScriptsCycle {
     release: Script,
     lease: String,
     token: String,
+    holders: String,
+    permits: String,
     channel: String,
     owner: String,
 }
@@ -133,13 +135,16 @@ pub struct BareScriptsCycle {
 impl BareScriptsCycle {
     /// Cycles on one name over a connection of its own.
     pub async fn connect(url: &str) -> Res<Self> {
-        let prelude = lua_const(PRELUDE_RS, "PRELUDE")?;
+        let prelude = lua_const(PRELUDE_RS, "PRELUDE")?
+            .replace("SHARED_CAPACITY", &lock::SHARED_CAPACITY.to_string());
         Ok(Self {
             conn: connect(url).await?,
             acquire: Script::new(&format!("{prelude}{}", lua_const(ACQUIRE_RS, "LUA")?)),
             release: Script::new(&format!("{prelude}{}", lua_const(RELEASE_RS, "LUA")?)),
             lease: "bench-bare:{bare}:lease".into(),
             token: "bench-bare:{bare}:token".into(),
+            holders: "bench-bare:{bare}:holders".into(),
+            permits: "bench-bare:{bare}:permits".into(),
             channel: "bench-bare:{bare}:released".into(),
             owner: "0123456789abcdef0123456789abcdef".into(),
         })
@@ -157,8 +162,12 @@ impl Side for BareScriptsCycle {
                 .acquire
                 .key(&self.lease)
                 .key(&self.token)
+                .key(&self.holders)
+                .key(&self.permits)
                 .arg(&self.owner)
                 .arg(30_000)
+                .arg(lock::SHARED_CAPACITY)
+                .arg("1")
                 .invoke_async(&mut self.conn)
                 .await?;
             if reply.first() != Some(&Value::Int(1)) {
@@ -167,6 +176,8 @@ impl Side for BareScriptsCycle {
             let reply: Vec<Value> = self
                 .release
                 .key(&self.lease)
+                .key(&self.holders)
+                .key(&self.permits)
                 .arg(&self.owner)
                 .arg(&self.channel)
                 .invoke_async(&mut self.conn)

@@ -29,6 +29,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::contention::{Mix, SEMAPHORE_PERMITS};
 use crate::procfs::{CpuTicks, Machine, Steal};
 use crate::report::{BackendReport, Report};
 use crate::rounds::Plan;
@@ -68,6 +69,12 @@ enum Worker {
         cycles: usize,
         #[arg(long)]
         counter: PathBuf,
+        /// `exclusive`, `shared` or `permit` (one of the semaphore's).
+        #[arg(long, default_value = "exclusive")]
+        kind: String,
+        /// Microseconds each hold lasts (asleep).
+        #[arg(long, default_value_t = 0)]
+        hold_us: u64,
     },
     /// A ring worker of the files' handoff floor: turns on stdout.
     #[command(name = "__ring", hide = true)]
@@ -174,7 +181,13 @@ fn main() -> ExitCode {
             name,
             cycles,
             counter,
-        }) => runtime().and_then(|rt| rt.block_on(contention::worker(url, name, *cycles, counter))),
+            kind,
+            hold_us,
+        }) => runtime().and_then(|rt| {
+            rt.block_on(contention::worker(
+                url, name, *cycles, counter, kind, *hold_us,
+            ))
+        }),
         Some(Worker::Ring {
             file,
             index,
@@ -231,12 +244,47 @@ fn bench(cli: &Cli) -> Res<()> {
             "lock-bench: {name}: contention, {} processes x {} cycles",
             settings.workers, settings.cycles_per_worker
         );
+        let contention_url = lock_url(backend, &base, "contention");
         let contention = contention::run(
-            &lock_url(backend, &base, "contention"),
+            &contention_url,
             settings.workers,
             settings.cycles_per_worker,
             scratch.path(),
+            Mix::Exclusive,
         )?;
+        let capabilities = runtime
+            .block_on(lock::connect(&contention_url))?
+            .capabilities();
+        let semaphore = if capabilities.permits {
+            eprintln!(
+                "lock-bench: {name}: {} processes on a semaphore of {SEMAPHORE_PERMITS}",
+                settings.workers
+            );
+            Some(contention::run(
+                &contention_url,
+                settings.workers,
+                settings.cycles_per_worker,
+                scratch.path(),
+                Mix::Semaphore,
+            )?)
+        } else {
+            None
+        };
+        let readers_writer = if capabilities.shared {
+            eprintln!(
+                "lock-bench: {name}: {} readers and a writer",
+                settings.workers - 1
+            );
+            Some(contention::run(
+                &contention_url,
+                settings.workers,
+                settings.cycles_per_worker,
+                scratch.path(),
+                Mix::ReadersWriter,
+            )?)
+        } else {
+            None
+        };
         let handoff_floor = match backend {
             Backend::File => {
                 eprintln!("lock-bench: {name}: the handoff floor, a turn passed round a ring");
@@ -266,6 +314,7 @@ fn bench(cli: &Cli) -> Res<()> {
                 settings.workers,
                 settings.cycles_per_worker,
                 scratch.path(),
+                Mix::Exclusive,
             )?)
         } else {
             None
@@ -299,6 +348,8 @@ fn bench(cli: &Cli) -> Res<()> {
             uncontended,
             durability,
             contention,
+            semaphore,
+            readers_writer,
             contention_async,
             handoff_floor,
             scale,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use lock::{
-    AcquireOptions, AcquireOutcome, Acquisition, Claim, Guard, Lock, LockName, OwnerId,
+    AcquireOptions, AcquireOutcome, Acquisition, Claim, Guard, Kind, Lock, LockName, OwnerId,
     ReleaseOutcome, Ttl, Wait,
 };
 
@@ -15,36 +15,47 @@ use crate::rounds::{BoxFuture, Side};
 /// The ttl of uncontended leases: long enough that nothing expires or renews mid-cycle.
 const TTL_MS: u64 = 30_000;
 
-/// `try_acquire` + `release` on one handle, one name, one owner.
+/// `try_acquire` + `release` on one handle, one name, one owner, of one kind.
 pub struct TraitCycle {
     lock: Arc<dyn Lock>,
     name: LockName,
     owner: OwnerId,
     ttl: Ttl,
+    kind: Kind,
 }
 
 impl TraitCycle {
-    /// Cycles on `name` through `lock`.
+    /// Cycles on `name` through `lock`, exclusive leases.
     pub fn new(lock: Arc<dyn Lock>, name: &str) -> Res<Self> {
+        Self::with_kind(lock, name, Kind::Exclusive)
+    }
+
+    /// Cycles on `name` through `lock`, leases of `kind` (a permit of a semaphore, say).
+    pub fn with_kind(lock: Arc<dyn Lock>, name: &str, kind: Kind) -> Res<Self> {
         Ok(Self {
             lock,
             name: LockName::new(name)?,
             owner: OwnerId::random(),
             ttl: Ttl::from_millis(TTL_MS)?,
+            kind,
         })
     }
 }
 
 impl Side for TraitCycle {
     fn label(&self) -> String {
-        "ours: try_acquire + release".into()
+        match self.kind {
+            Kind::Exclusive => "ours: try_acquire + release".into(),
+            Kind::Permit(n) => format!("ours: a permit of {n}, try_acquire + release"),
+            kind => format!("ours: a {} lease, try_acquire + release", kind.as_str()),
+        }
     }
 
     fn cycle(&mut self) -> BoxFuture<'_, Res<()>> {
         Box::pin(async move {
             match self
                 .lock
-                .try_acquire(Claim::new(&self.name, &self.owner, self.ttl))
+                .try_acquire(Claim::new(&self.name, &self.owner, self.ttl).with_kind(self.kind))
                 .await?
             {
                 AcquireOutcome::Acquired(_) => {}

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::cli_run::CliRunReport;
-use crate::contention::ContentionReport;
+use crate::contention::{ContentionReport, MIX_HOLD_US, Mix, SEMAPHORE_PERMITS};
 use crate::durability::DurabilityReport;
 use crate::procfs::{Machine, Steal};
 use crate::scale::ScaleReport;
@@ -46,6 +46,12 @@ pub struct BackendReport {
     pub durability: Option<DurabilityReport>,
     /// Several processes on one name.
     pub contention: ContentionReport,
+    /// The same processes on a semaphore of 3, where the backend has permits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub semaphore: Option<ContentionReport>,
+    /// The same processes as readers and one writer, where the backend has shared leases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readers_writer: Option<ContentionReport>,
     /// Postgres only: the same with `synchronous_commit = off` (not crash-safe), to show what
     /// durable commits cost a handoff.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,6 +113,25 @@ pub fn targets(report: &BackendReport) -> Vec<Target> {
     };
     if let Some(ratio) = report.uncontended.ratio("ours_vs_floor") {
         out.push(Target::new(b, cycle_what, ratio, cycle_limit, "x"));
+    }
+    if let Some(ratio) = report.uncontended.ratio("permit_vs_exclusive") {
+        out.push(Target::new(
+            b,
+            "a permit's cycle / the exclusive cycle",
+            ratio,
+            1.2,
+            "x",
+        ));
+    }
+    for c in [&report.semaphore, &report.readers_writer]
+        .into_iter()
+        .flatten()
+    {
+        let what = match c.mix {
+            Mix::Semaphore => "semaphore of 3: holds over the permits",
+            _ => "readers and a writer: holds beside the writer",
+        };
+        out.push(Target::new(b, what, c.over_admissions as f64, 0.0, ""));
     }
     let handoff_limit = if b == Backend::File { 200.0 } else { 1000.0 };
     let c = &report.contention;
@@ -230,6 +255,9 @@ pub fn human(report: &Report) -> String {
             }
         }
         contention_lines(&mut s, &b.contention, "");
+        for c in [&b.semaphore, &b.readers_writer].into_iter().flatten() {
+            mix_lines(&mut s, c);
+        }
         if let Some(c) = &b.cli_run {
             let _ = writeln!(
                 s,
@@ -323,6 +351,36 @@ fn steal(steal: &Steal) -> String {
         "{:.2}% ({} -> {} ticks)",
         steal.percent, steal.before_ticks, steal.after_ticks
     )
+}
+
+/// The lines of a semaphore or readers-and-writer contention run.
+fn mix_lines(s: &mut String, c: &ContentionReport) {
+    let what = match c.mix {
+        Mix::Semaphore => format!(
+            "{} processes x {} cycles on a semaphore of {SEMAPHORE_PERMITS}, holds of {MIX_HOLD_US} us",
+            c.workers, c.cycles_per_worker
+        ),
+        _ => format!(
+            "{} readers and 1 writer x {} cycles, holds of {MIX_HOLD_US} us",
+            c.workers - 1,
+            c.cycles_per_worker
+        ),
+    };
+    let _ = writeln!(
+        s,
+        "{what}: {:.0} cycles/s; wait p50 {:.1} us, p99 {:.1} us; at most {} inside at once, {} over-admissions",
+        c.cycles_per_s, c.wait.p50_us, c.wait.p99_us, c.most_inside, c.over_admissions
+    );
+    if let Some(w) = &c.writer_wait {
+        let _ = writeln!(
+            s,
+            "  the writer's wait: p50 {:.1} us, p99 {:.1} us, longest {:.1} us (counter {})",
+            w.p50_us,
+            w.p99_us,
+            w.max_us,
+            if c.counter_ok { "exact" } else { "WRONG" }
+        );
+    }
 }
 
 /// The two lines of a contention section.

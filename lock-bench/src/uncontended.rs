@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use lock::{Kind, Permits};
+
 use crate::Res;
 use crate::floor_file::FlockCycle;
 use crate::floor_postgres::{AdvisoryCycle, Durability, LeaseSqlCycle};
@@ -28,7 +30,8 @@ pub struct SideReport {
 pub struct RatioReport {
     /// A stable key: `ours_vs_floor`, `guard_vs_floor`, `ours_vs_bare_sql`,
     /// `bare_sql_vs_floor`, `ours_vs_bare_scripts`, `bare_scripts_vs_floor`, `tie_cost`
-    /// (files: the guard's cycle with its lease tied to the process, over the same untied).
+    /// (files: the guard's cycle with its lease tied to the process, over the same untied),
+    /// `permit_vs_exclusive` (a permit of a semaphore of 3 over the exclusive trait cycle).
     pub key: String,
     /// The side compared.
     pub side: String,
@@ -92,7 +95,20 @@ pub async fn run(backend: Backend, base: &str, plan: Plan) -> Res<UncontendedRep
         "uncontended-guard",
     )?));
     if backend == Backend::File {
-        sides.push(Box::new(GuardCycle::untied(ours, "uncontended-untied")?));
+        sides.push(Box::new(GuardCycle::untied(
+            ours.clone(),
+            "uncontended-untied",
+        )?));
+    }
+    let permit_at = sides.len();
+    let permits = ours.capabilities().permits;
+    if permits {
+        let three = Kind::permit(Permits::new(3)?);
+        sides.push(Box::new(TraitCycle::with_kind(
+            ours,
+            "uncontended-permit",
+            three,
+        )?));
     }
     let measured = interleave(&mut sides, plan).await?;
     let floor = &measured[0];
@@ -123,6 +139,10 @@ pub async fn run(backend: Backend, base: &str, plan: Plan) -> Res<UncontendedRep
             let untied = &measured[floors + 2];
             ratios.push(ratio("tie_cost", guard_cycle, untied));
         }
+    }
+    if permits {
+        let permit = &measured[permit_at];
+        ratios.push(ratio("permit_vs_exclusive", permit, trait_cycle));
     }
     Ok(UncontendedReport {
         plan,

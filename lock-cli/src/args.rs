@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
-use lock::{InvalidInput, LockName, OwnerId, Ttl};
+use lock::{InvalidInput, Kind, LockName, OwnerId, Permits, Ttl};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -99,6 +99,8 @@ pub struct RunArgs {
     /// Exit code when the lock is not taken.
     #[arg(long, default_value_t = 75)]
     pub conflict_exit_code: u8,
+    #[command(flatten)]
+    pub kind: KindArgs,
     /// The command and its arguments.
     #[arg(last = true, required = true, num_args = 1.., value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -117,6 +119,31 @@ pub struct AcquireArgs {
     /// Wait at most this long for the lock (default: one try).
     #[arg(long, allow_hyphen_values = true, value_parser = Checked::new("a duration", parse_duration))]
     pub wait: Option<Duration>,
+    #[command(flatten)]
+    pub kind: KindArgs,
+}
+
+/// How a lease holds its name: alone (the default), shared, or as one of N permits.
+#[derive(Debug, Args)]
+pub struct KindArgs {
+    /// Take one of N permits: at most N holders at once (1 to 10000; 1 is the plain lock).
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = Checked::new("a number of permits", parse_permits), conflicts_with = "shared")]
+    pub permits: Option<Permits>,
+    /// Take a shared lease, beside other shared ones (a reader); without it, an exclusive one
+    /// (a writer).
+    #[arg(long)]
+    pub shared: bool,
+}
+
+impl KindArgs {
+    /// The kind asked for.
+    pub fn kind(&self) -> Kind {
+        match (self.permits, self.shared) {
+            (Some(n), _) => Kind::permit(n),
+            (None, true) => Kind::Shared,
+            (None, false) => Kind::Exclusive,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -132,14 +159,15 @@ pub struct RenewArgs {
 }
 
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false, args = ["owner", "force"])]
+#[group(required = true, multiple = true, args = ["owner", "force"])]
 pub struct ReleaseArgs {
     #[command(flatten)]
     pub lock: LockArg,
-    /// Release only if this owner holds it.
+    /// Release this owner's lease only (with --force: an operator removing that one lease of
+    /// a semaphore or of a reader).
     #[arg(long, value_parser = Checked::new("an owner id", parse_owner))]
     pub owner: Option<OwnerId>,
-    /// Remove whoever's lease stands.
+    /// Remove every lease that stands (with --owner: only that owner's).
     #[arg(long)]
     pub force: bool,
 }
@@ -229,6 +257,11 @@ fn parse_owner(s: &str) -> Result<OwnerId, String> {
     })
 }
 
+/// A number of permits: a whole number from 1 to 10000.
+fn parse_permits(s: &str) -> Result<Permits, String> {
+    s.parse::<Permits>().map_err(|e| e.to_string())
+}
+
 /// Durations like `250ms`, `30s`, `5m`, `1h 30m`. Clap lets values that start with `-`
 /// through to here, so that `--ttl -1s` is named for what it is, and `--wait --no-wait` too.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -261,6 +294,46 @@ fn parse_ttl(s: &str) -> Result<Ttl, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_parse_or_say_why() {
+        let kind = |args: &[&str]| {
+            let mut argv = vec!["lock", "acquire", "x", "--owner", "o"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::Acquire(a) => a.kind.kind(),
+                _ => unreachable!(),
+            })
+        };
+        let three = Kind::permit(Permits::new(3).unwrap());
+        for (args, want) in [
+            (&[][..], Ok(Kind::Exclusive)),
+            (&["--shared"][..], Ok(Kind::Shared)),
+            (&["--permits", "3"][..], Ok(three)),
+            (&["--permits", "1"][..], Ok(Kind::Exclusive)),
+            (
+                &["--permits", "10000"][..],
+                Ok(Kind::permit(Permits::new(10_000).unwrap())),
+            ),
+            (&["--permits", "0"][..], Err("from 1 to 10000")),
+            (&["--permits", "10001"][..], Err("from 1 to 10000")),
+            (&["--permits", "-3"][..], Err("from 1 to 10000")),
+            (&["--permits", "many"][..], Err("from 1 to 10000")),
+            (
+                &["--permits", "3", "--shared"][..],
+                Err("cannot be used with"),
+            ),
+        ] {
+            match (kind(args), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{args:?}"),
+                (Err(e), Err(words)) => {
+                    assert_eq!(e.exit_code(), 2, "{args:?}");
+                    assert!(e.to_string().contains(words), "{args:?}: {e}");
+                }
+                (got, want) => panic!("{args:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
 
     #[test]
     fn durations_and_ttls_parse_or_say_why() {

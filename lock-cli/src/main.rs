@@ -112,7 +112,8 @@ async fn execute(
         Command::Acquire(a) => {
             let name = &a.lock.name;
             let wait = a.wait.map_or(Wait::No, Wait::For);
-            let acquisition = lock::acquire(&*lock, Claim::new(name, &a.owner, a.ttl), wait).await;
+            let claim = Claim::new(name, &a.owner, a.ttl).with_kind(a.kind.kind());
+            let acquisition = lock::acquire(&*lock, claim, wait).await;
             match acquisition.map(Acquisition::into_result) {
                 Ok(Ok(lease)) => Report::new(name, Outcome::Acquired).lease(&lease),
                 Ok(Err(not)) if not.timed_out => {
@@ -146,7 +147,7 @@ async fn execute(
             }
         }
         Command::Status(a) => match lock.inspect(&a.name).await {
-            Ok(LockState::Locked(h)) => Report::new(&a.name, Outcome::Locked).holder(h.first()),
+            Ok(LockState::Locked(h)) => Report::new(&a.name, Outcome::Locked).holders(&h),
             Ok(_) => Report::new(&a.name, Outcome::Open),
             Err(e) => Report::error(Some(&a.name), &e),
         },

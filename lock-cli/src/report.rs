@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lock::{Error, Holder, Lease, LockName};
+use lock::{Error, Holder, Holders, Kind, Lease, LockName};
 use serde_json::{Map, Value, json};
 
 /// Exit code of `run` when the lock is lost while the command runs.
@@ -54,6 +54,12 @@ pub struct Report {
     owner: Option<String>,
     token: Option<u64>,
     expires_in: Option<Duration>,
+    /// `status` only: every holder of a locked name.
+    holders: Option<Vec<Holder>>,
+    /// A semaphore's N and how many permits are free, for `status`.
+    permits: Option<(u32, u32)>,
+    /// The lease shown (the caller's, or the lone holder's) is shared.
+    shared: bool,
     error: Option<String>,
     exit: u8,
     /// `run` only: the command's exit code goes into the JSON object.
@@ -78,6 +84,9 @@ impl Report {
             owner: None,
             token: None,
             expires_in: None,
+            holders: None,
+            permits: None,
+            shared: false,
             error: None,
             exit,
             run_exit: None,
@@ -89,6 +98,7 @@ impl Report {
         self.owner = Some(lease.owner.to_string());
         self.token = Some(lease.token.get());
         self.expires_in = Some(lease.ttl.duration());
+        self.shared = lease.kind == Kind::Shared;
         self
     }
 
@@ -97,6 +107,18 @@ impl Report {
         self.owner = Some(holder.owner.to_string());
         self.token = Some(holder.token.get());
         self.expires_in = holder.expires_in;
+        self.shared = holder.kind == Kind::Shared;
+        self
+    }
+
+    /// Everyone holding a locked name (`status`): a lone holder also at the top level, as
+    /// [`holder`](Self::holder) shows it; a semaphore's permits and free count.
+    pub fn holders(mut self, holders: &Holders) -> Self {
+        if holders.len() == 1 {
+            self = self.holder(holders.first());
+        }
+        self.permits = holders.permits();
+        self.holders = Some(holders.as_slice().to_vec());
         self
     }
 
@@ -118,6 +140,9 @@ impl Report {
             owner: None,
             token: None,
             expires_in: None,
+            holders: None,
+            permits: None,
+            shared: false,
             error: Some(message),
             exit,
             run_exit: None,
@@ -168,6 +193,17 @@ impl Report {
         if let Some(left) = self.expires_in {
             o.insert("expires_in_ms".into(), json!(left.as_millis() as u64));
         }
+        if self.shared {
+            o.insert("shared".into(), json!(true));
+        }
+        if let Some(holders) = &self.holders {
+            let holders: Vec<Value> = holders.iter().map(holder_json).collect();
+            o.insert("holders".into(), Value::Array(holders));
+        }
+        if let Some((permits, free)) = self.permits {
+            o.insert("permits".into(), json!(permits));
+            o.insert("free".into(), json!(free));
+        }
         if let Some(code) = self.run_exit {
             o.insert("exit_code".into(), json!(code));
         }
@@ -180,6 +216,16 @@ impl Report {
     fn human(&self) -> String {
         let name = self.name.as_deref().unwrap_or("");
         let mut line = format!("{name}: {}", self.outcome.as_str().replace('_', " "));
+        if let Some(holders) = self.holders.as_ref().filter(|h| h.len() > 1) {
+            let kind = match self.permits {
+                Some((n, free)) => format!("{n} permits, {free} free"),
+                None => "shared".to_owned(),
+            };
+            line.push_str(&format!(" by {} holders ({kind}):", holders.len()));
+            let each: Vec<String> = holders.iter().map(holder_words).collect();
+            line.push_str(&format!(" {}", each.join("; ")));
+            return line;
+        }
         if let Some(owner) = &self.owner {
             line.push_str(&format!(" by {owner}"));
         }
@@ -193,11 +239,43 @@ impl Report {
                 humantime::format_duration(left)
             ));
         }
+        if self.shared {
+            line.push_str(", shared");
+        }
+        if let Some((n, free)) = self.permits {
+            line.push_str(&format!(", {n} permits, {free} free"));
+        }
         if let Some(code) = self.run_exit {
             line.push_str(&format!(", exit code {code}"));
         }
         line
     }
+}
+
+/// One holder in `status --json`'s `holders`.
+fn holder_json(holder: &Holder) -> Value {
+    let mut o = Map::new();
+    o.insert("owner".into(), json!(holder.owner.as_str()));
+    o.insert("fencing_token".into(), json!(holder.token.get()));
+    if let Some(left) = holder.expires_in {
+        o.insert("expires_in_ms".into(), json!(left.as_millis() as u64));
+    }
+    o.insert("shared".into(), json!(holder.kind == Kind::Shared));
+    Value::Object(o)
+}
+
+/// One holder in `status`'s human line: `a (fencing token 5, expires in 29s)`.
+fn holder_words(holder: &Holder) -> String {
+    let mut words = format!("{} (fencing token {}", holder.owner, holder.token.get());
+    if let Some(left) = holder.expires_in {
+        let left = Duration::from_millis(left.as_millis() as u64);
+        words.push_str(&format!(
+            ", expires in {}",
+            humantime::format_duration(left)
+        ));
+    }
+    words.push(')');
+    words
 }
 
 /// The error and its sources, one after the other.

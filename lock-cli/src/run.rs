@@ -34,7 +34,11 @@ pub async fn run(lock: Arc<dyn Lock>, args: RunArgs, supervisor: Supervisor) -> 
     };
     // Whom the wait waits for, as last said: for the report of a wait cut short.
     let waiting_for = Arc::new(Mutex::new(None::<Holder>));
-    let options = AcquireOptions::new().ttl(args.ttl).wait(wait).on_waiting({
+    let options = AcquireOptions::new()
+        .ttl(args.ttl)
+        .wait(wait)
+        .kind(args.kind.kind());
+    let options = options.on_waiting({
         let (name, waiting_for) = (name.clone(), waiting_for.clone());
         move |holder| {
             say_waiting(&name, holder, wait);

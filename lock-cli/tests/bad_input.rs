@@ -471,7 +471,12 @@ fn rows() -> Vec<Row> {
         // Bad input aimed at the held sentinel, by its own owner: it must not move.
         row("renew the sentinel with ttl 0", ALL, |b| b.cli(&["renew", SENTINEL, "--owner", SENTINEL_OWNER, "--ttl", "0s"]), usage("out of range"), FAST),
         row("re-acquire the sentinel with ttl 500us", ALL, |b| b.cli(&["acquire", SENTINEL, "--owner", SENTINEL_OWNER, "--ttl", "500us"]), usage("ttl 500µs is out of range"), FAST),
-        row("release the sentinel with --owner and --force", ALL, |b| b.cli(&["release", SENTINEL, "--owner", SENTINEL_OWNER, "--force"]), usage("cannot be used with"), FAST),
+        row("--shared with --permits", ALL, |b| b.cli(&["acquire", SENTINEL, "--owner", "x", "--shared", "--permits", "3"]), usage("cannot be used with"), FAST),
+        row("permits on the sentinel's exclusive lease", &[File, Redis, Lease], |b| b.cli(&["acquire", SENTINEL, "--owner", "x", "--permits", "3"]), usage("is held exclusively"), FAST),
+        row("permits on session mode", &[Session], |b| b.cli(&["acquire", SENTINEL, "--owner", "x", "--permits", "3"]), usage("does not offer permit leases"), FAST),
+        row("0 permits", ALL, |b| b.cli(&["acquire", SENTINEL, "--owner", "x", "--permits", "0"]), usage("from 1 to 10000"), FAST),
+        row("10001 permits", ALL, |b| b.cli(&["acquire", SENTINEL, "--owner", "x", "--permits", "10001"]), usage("from 1 to 10000"), FAST),
+        row("permits not a number", ALL, |b| b.cli(&["run", SENTINEL, "--permits", "all", "--", "true"]), usage("from 1 to 10000"), FAST),
         row("release the sentinel as a bad owner", ALL, |b| b.cli(&["release", SENTINEL, "--owner", "sentinel owner"]), usage("an owner id"), FAST),
         row("run on the sentinel with ttl 0", ALL, |b| b.cli(&["run", SENTINEL, "--ttl", "0", "--", "touch", &b.marker()]), usage("out of range"), FAST),
         // Ttls and durations.

@@ -87,7 +87,6 @@ fn bad_input_exits_2_and_a_dead_backend_exits_3() {
         &["acquire", "job", "--owner", "a", "--ttl", "soon"],
         &["acquire", "job"],
         &["release", "job"],
-        &["release", "job", "--owner", "a", "--force"],
         &["run", "job"],
         &["frobnicate"],
     ];
@@ -412,4 +411,162 @@ fn an_unreachable_server_exits_3_within_the_connect_timeout() {
             "{url}: no hang"
         );
     }
+}
+
+#[test]
+fn permits_and_shared_leases_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let cases: &[(&[&str], &str, i32)] = &[
+        (
+            &["acquire", "sem", "--owner", "a", "--permits", "2"],
+            "acquired",
+            0,
+        ),
+        (
+            &["acquire", "sem", "--owner", "b", "--permits", "2"],
+            "acquired",
+            0,
+        ),
+        (
+            &["acquire", "sem", "--owner", "c", "--permits", "2"],
+            "held",
+            1,
+        ),
+        (
+            &["acquire", "sem", "--owner", "c", "--permits", "3"],
+            "error",
+            2,
+        ),
+        (&["acquire", "sem", "--owner", "c"], "error", 2),
+        (
+            &["release", "sem", "--owner", "c", "--force"],
+            "not_owner",
+            1,
+        ),
+        (
+            &["release", "sem", "--owner", "a", "--force"],
+            "released",
+            0,
+        ),
+        (
+            &["acquire", "sem", "--owner", "c", "--permits", "2"],
+            "acquired",
+            0,
+        ),
+        (
+            &["acquire", "rw", "--owner", "r1", "--shared"],
+            "acquired",
+            0,
+        ),
+        (
+            &["acquire", "rw", "--owner", "r2", "--shared"],
+            "acquired",
+            0,
+        ),
+        (&["acquire", "rw", "--owner", "w"], "held", 1),
+        (
+            &["acquire", "rw", "--owner", "p", "--permits", "2"],
+            "error",
+            2,
+        ),
+        (&["release", "rw", "--owner", "r1"], "released", 0),
+        (
+            &["release", "rw", "--owner", "r9", "--force"],
+            "not_owner",
+            1,
+        ),
+        (
+            &["release", "nothing", "--owner", "r9", "--force"],
+            "not_locked",
+            1,
+        ),
+    ];
+    for (args, want, code) in cases {
+        let (v, got) = json(d, args);
+        assert_eq!((outcome(&v), got), (*want, *code), "{args:?}: {v}");
+    }
+    let (v, code) = json(d, &["status", "sem"]);
+    assert_eq!((outcome(&v), code), ("locked", 0), "{v}");
+    assert_eq!(
+        (v["permits"].as_u64(), v["free"].as_u64()),
+        (Some(2), Some(0)),
+        "{v}"
+    );
+    let holders: Vec<&str> = v["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["owner"].as_str().unwrap())
+        .collect();
+    assert_eq!(holders, ["b", "c"], "{v}");
+    assert!(v.get("owner").is_none(), "no top-level holder for two: {v}");
+    let (v, _) = json(d, &["status", "rw"]);
+    assert_eq!(v["holders"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(
+        (v["owner"].as_str(), v["shared"].as_bool()),
+        (Some("r2"), Some(true)),
+        "{v}"
+    );
+    assert_eq!(v["holders"][0]["shared"], true, "{v}");
+    assert!(v.get("permits").is_none(), "{v}");
+    let (v, _) = json(d, &["acquire", "sem", "--owner", "c", "--permits", "3"]);
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.contains("semaphore of 2 permits"),
+        "names the N in force: {error}"
+    );
+}
+
+#[test]
+fn bad_permits_are_usage_errors_and_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    for args in [
+        &["acquire", "x", "--owner", "a", "--permits", "0"][..],
+        &["acquire", "x", "--owner", "a", "--permits", "10001"],
+        &["acquire", "x", "--owner", "a", "--permits", "two"],
+        &["acquire", "x", "--owner", "a", "--permits", "2", "--shared"],
+        &["run", "x", "--permits", "0", "--", "true"],
+        &["run", "x", "--shared", "--permits", "3", "--", "true"],
+    ] {
+        let out = lock(d, args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+    let (v, _) = json(d, &["status", "x"]);
+    assert_eq!(outcome(&v), "open");
+}
+
+#[test]
+fn run_with_permits_lets_n_commands_in_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let marks = tmp.path().join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    // Each command enters (a file each), waits up to 10 s for a second one inside, records
+    // how many it counts, and leaves: 2 when the permits let two in, never more.
+    let script = format!(
+        "touch {m}/$$; i=0; while [ $(ls {m} | wc -l) -lt 2 ] && [ $i -lt 100 ]; do \
+         sleep 0.1; i=$((i+1)); done; ls {m} | wc -l >> {m}.seen; sleep 0.2; rm {m}/$$",
+        m = marks.display()
+    );
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            lock(
+                d,
+                &["run", "pool", "--permits", "2", "--", "sh", "-c", &script],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+    }
+    let seen = std::fs::read_to_string(tmp.path().join("marks.seen")).unwrap();
+    let most = seen.lines().map(|l| l.trim().parse::<u32>().unwrap()).max();
+    assert_eq!(seen.lines().count(), 4, "every command ran: {seen}");
+    assert_eq!(most, Some(2), "two inside at once, never more: {seen}");
 }

@@ -71,7 +71,7 @@ impl LeaseKind {
         match self {
             LeaseKind::Exclusive => Kind::Exclusive,
             LeaseKind::Semaphore => Kind::permit(Permits::new(PERMITS).expect("3 permits")),
-            LeaseKind::Rw if slot % 4 == 0 => Kind::Exclusive,
+            LeaseKind::Rw if slot.is_multiple_of(4) => Kind::Exclusive,
             LeaseKind::Rw => Kind::Shared,
         }
     }
@@ -122,13 +122,7 @@ pub struct Lane {
 impl Lane {
     /// Makes the lane's directory under `root` and starts `workers` workers, each claiming
     /// its slot's kind of `kind`.
-    pub fn start(
-        root: &Path,
-        index: usize,
-        workers: usize,
-        kind: LeaseKind,
-        spawn: Spawn,
-    ) -> Self {
+    pub fn start(root: &Path, index: usize, workers: usize, kind: LeaseKind, spawn: Spawn) -> Self {
         let dir = root.join(format!("lane-{index}"));
         std::fs::create_dir_all(&dir).expect("the lane's directory");
         let mut lane = Self {

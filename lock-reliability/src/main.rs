@@ -183,7 +183,10 @@ fn runner(args: Args) -> ExitCode {
         for &scenario in scenarios.iter().filter(|s| s.applies_to(backend)) {
             for &kind in kinds.iter().filter(|k| scenario.runs_kind(**k, &sizes)) {
                 if !kind.offered_by(&caps) {
-                    eprintln!("{backend} / {scenario} / {kind}: not applicable ({})", kind.lacking());
+                    eprintln!(
+                        "{backend} / {scenario} / {kind}: not applicable ({})",
+                        kind.lacking()
+                    );
                     rows.push(Row {
                         backend,
                         scenario,

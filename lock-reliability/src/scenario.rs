@@ -166,7 +166,15 @@ pub async fn run(
         .tempdir_in(root)
         .expect("a run directory");
     let mut lanes: Vec<Lane> = (0..sizes.lanes)
-        .map(|i| Lane::start(dir.path(), i, kind.workers(sizes.workers), kind, spawn.clone()))
+        .map(|i| {
+            Lane::start(
+                dir.path(),
+                i,
+                kind.workers(sizes.workers),
+                kind,
+                spawn.clone(),
+            )
+        })
         .collect();
     let lock = connect(&env.url).await;
     sleep(Duration::from_millis(300)).await; // the workers connect and start racing

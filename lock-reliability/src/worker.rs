@@ -11,9 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lock::{
-    AcquireOptions, Acquisition, Guard, Kind, LockName, LossReason, OwnerId, Ttl, Wait,
-};
+use lock::{AcquireOptions, Acquisition, Guard, Kind, LockName, LossReason, OwnerId, Ttl, Wait};
 use nix::unistd::getppid;
 use tokio::time::{Instant, sleep, timeout};
 

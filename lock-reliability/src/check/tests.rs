@@ -512,7 +512,13 @@ fn writer_waiting(from: u64, to: u64) -> LaneRecord {
 /// in its column), and its sibling keeps it (no violation at all).
 #[test]
 fn the_rules_of_several_holders_are_counted_when_broken_and_only_then() {
-    type Case = (&'static str, LaneRecord, LaneRecord, Rules, fn(&Tally) -> u64);
+    type Case = (
+        &'static str,
+        LaneRecord,
+        LaneRecord,
+        Rules,
+        fn(&Tally) -> u64,
+    );
     let plain = |s: String| record(&s, "", 0, vec![]);
     let cases: Vec<Case> = vec![
         (
@@ -534,8 +540,16 @@ fn the_rules_of_several_holders_are_counted_when_broken_and_only_then() {
         ),
         (
             "a writer granted while a reader holds (readers together are fine)",
-            plain(spans(&[("s", 1, 10, 50), ("s", 2, 11, 50), ("x", 3, 20, 30)])),
-            plain(spans(&[("s", 1, 10, 50), ("s", 2, 11, 50), ("x", 3, 60, 70)])),
+            plain(spans(&[
+                ("s", 1, 10, 50),
+                ("s", 2, 11, 50),
+                ("x", 3, 20, 30),
+            ])),
+            plain(spans(&[
+                ("s", 1, 10, 50),
+                ("s", 2, 11, 50),
+                ("x", 3, 60, 70),
+            ])),
             LEASE,
             |t| t.writer_overlaps,
         ),
