@@ -86,6 +86,20 @@ fn quick_json_run_has_every_section_with_positive_figures() {
             used < waiters,
             "{name}: {used} connections for {waiters} waiters"
         );
+        // Every backend here has permits and shared leases: a permit's cycle beside the
+        // exclusive one, a semaphore and readers with a writer, none let in over the room.
+        assert!(
+            ratios.iter().any(|r| r["key"] == "permit_vs_exclusive"),
+            "{name}"
+        );
+        for mix in ["semaphore", "readers_writer"] {
+            assert_eq!(b[mix]["over_admissions"], 0, "{name} {mix}");
+            positive(b, &format!("/{mix}/cycles_per_s"));
+            positive(b, &format!("/{mix}/wait/max_us"));
+        }
+        assert!(b["semaphore"]["most_inside"].as_u64().unwrap() <= 3, "{name}");
+        positive(b, "/readers_writer/writer_wait/max_us");
+        assert_eq!(b["readers_writer"]["counter_ok"], Value::Bool(true), "{name}");
     }
     let fast = &backends[1]["contention_async"];
     assert_eq!(
@@ -116,9 +130,9 @@ fn quick_json_run_has_every_section_with_positive_figures() {
     assert!(backends[0].get("durability").is_none());
 
     let targets = report["targets"].as_array().expect("targets");
-    assert_eq!(targets.len(), 15, "five targets per backend");
+    assert_eq!(targets.len(), 24, "eight targets per backend");
     for t in targets {
-        assert!(t["held"].is_boolean() && t["limit"].as_f64().unwrap() > 0.0);
+        assert!(t["held"].is_boolean() && t["limit"].as_f64().unwrap() >= 0.0);
     }
     eprintln!("smoke run took {:?}", start.elapsed());
 }
