@@ -169,10 +169,10 @@ impl Bed {
         std::fs::write(locks.join("garbled.lock"), "someone else's data\n").unwrap();
         std::fs::write(
             locks.join("foreign.lock"),
-            r#"{"v":2,"owner":"x","token":3,"expires_ms":0}"#,
+            r#"{"v":3,"owner":"x","token":3,"expires_ms":0}"#,
         )
         .unwrap();
-        std::fs::write(locks.join("oversized.lock"), " ".repeat(5000)).unwrap();
+        std::fs::write(locks.join("oversized.lock"), " ".repeat((4 << 20) + 1)).unwrap();
         nix::unistd::mkfifo(&locks.join("fifo.lock"), nix::sys::stat::Mode::S_IRWXU).unwrap();
         std::fs::create_dir(locks.join("dir.lock")).unwrap();
         symlink(outside.join("precious"), locks.join("planted.lock")).unwrap();
@@ -521,8 +521,8 @@ fn rows() -> Vec<Row> {
         row("garbled lock file, status", &[File], |b| b.cli(&["status", "garbled"]), backend("not a lock record of this library"), FAST),
         row("garbled lock file, renew", &[File], |b| b.cli(&["renew", "garbled", "--owner", "a"]), backend("corrupt lock state"), FAST),
         row("garbled lock file, release", &[File], |b| b.cli(&["release", "garbled", "--owner", "a"]), backend("corrupt lock state"), FAST),
-        row("foreign record version", &[File], |b| b.cli(&["acquire", "foreign", "--owner", "a"]), backend("unknown record version 2"), FAST),
-        row("oversized lock file", &[File], |b| b.cli(&["acquire", "oversized", "--owner", "a"]), backend("5000 bytes, more than a lock record"), FAST),
+        row("foreign record version", &[File], |b| b.cli(&["acquire", "foreign", "--owner", "a"]), backend("unknown record version 3"), FAST),
+        row("oversized lock file", &[File], |b| b.cli(&["acquire", "oversized", "--owner", "a"]), backend("4194305 bytes, more than a lock record"), FAST),
         row("FIFO at the lock file's path", &[File], |b| b.cli(&["acquire", "fifo", "--owner", "a"]), backend("not a regular file"), FAST),
         row("FIFO at the lock file's path, status", &[File], |b| b.cli(&["status", "fifo"]), backend("not a regular file"), FAST),
         row("directory at the lock file's path", &[File], |b| b.cli(&["acquire", "dir", "--owner", "a"]), backend("dir.lock"), FAST),
