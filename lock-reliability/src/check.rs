@@ -34,6 +34,9 @@ pub enum Fault {
         /// The backend still named it the holder after its death: the kill hit a hold even
         /// if the worker died before it could write `acquired` down.
         confirmed: bool,
+        /// On a lock with several holders (a semaphore, readers): when the runner saw the
+        /// dead worker gone from the holders (`None`: still listed when it stopped looking).
+        gone: Option<u64>,
     },
     /// A worker was stopped (`SIGSTOP`) at `stop` and continued at `cont`.
     Pause {
@@ -421,6 +424,7 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
                 pid,
                 t: at,
                 confirmed,
+                gone,
             } => {
                 let hit = holding(&holds, pid, at);
                 if hit.is_none() && !confirmed {
@@ -430,27 +434,34 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
                     touched[i] = true;
                 }
                 t.faults += 1;
-                // The grant that took the dead hold's room; where nobody needed it (a permit
-                // or a reader's share left over), any grant says the lock is not stuck.
+                // The grant that took the dead hold's room: before the lease could have
+                // expired, an early grant.
                 let needing = hit.and_then(|i| next_needing(i, at));
+                if let (Some(i), Some(next)) = (hit, needing)
+                    && rules.expires
+                    && !rules.frees_on_death
+                    && next < holds[i].valid_until
+                    && next - at <= rules.free_again_within()
+                {
+                    t.early += 1;
+                    t.early_details
+                        .push(early(&holds, &holds[i], next, at, &rec.clock_steps));
+                }
+                let shares_room = hit.is_some_and(|i| holds[i].kind != Kind::Exclusive);
+                if shares_room {
+                    // A permit or a reader's share: its room is free again once the backend
+                    // no longer lists the dead holder (whether or not anyone wanted it then).
+                    match gone {
+                        Some(g) if g.saturating_sub(at) <= rules.free_again_within() => {
+                            t.max_free_ms = t.max_free_ms.max(g.saturating_sub(at) / 1_000_000);
+                        }
+                        _ => t.stuck += 1,
+                    }
+                    continue;
+                }
                 match needing.or_else(|| next_grant_after(at)) {
                     Some(next) if next - at <= rules.free_again_within() => {
                         t.max_free_ms = t.max_free_ms.max((next - at) / 1_000_000);
-                        if let Some(i) = hit.filter(|&i| {
-                            rules.expires
-                                && !rules.frees_on_death
-                                && needing == Some(next)
-                                && next < holds[i].valid_until
-                        }) {
-                            t.early += 1;
-                            t.early_details.push(early(
-                                &holds,
-                                &holds[i],
-                                next,
-                                at,
-                                &rec.clock_steps,
-                            ));
-                        }
                     }
                     Some(_) => t.stuck += 1,
                     None if rec.end.saturating_sub(at) > rules.free_again_within() => t.stuck += 1,

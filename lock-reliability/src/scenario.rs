@@ -357,19 +357,25 @@ async fn holder_faults(
         if scenario == Scenario::KillHolder {
             let t = lane.kill(pid);
             let confirmed = lane.is_holder(&*lock, pid).await;
-            lane.faults.push(Fault::Kill { pid, t, confirmed });
-            if multi {
-                wait_gone(&lane, &*lock, pid, taken_within).await;
+            let gone = if multi {
+                wait_gone(&lane, &*lock, pid, taken_within).await
             } else {
                 wait_for_holder_until(&lane, &*lock, Some(pid), taken_within).await;
-            }
+                None
+            };
+            lane.faults.push(Fault::Kill {
+                pid,
+                t,
+                confirmed,
+                gone,
+            });
         } else {
             let stop = now_ns();
             signal(pid, Signal::SIGSTOP);
             let stopped = lane::stopped(pid).await;
             if expires {
                 if multi {
-                    wait_gone(&lane, &*lock, pid, taken_within).await;
+                    let _ = wait_gone(&lane, &*lock, pid, taken_within).await;
                 } else {
                     wait_for_holder_until(&lane, &*lock, Some(pid), taken_within).await;
                 }
@@ -419,11 +425,17 @@ async fn wait_for_holder_until(
 }
 
 /// Once worker `pid` is no longer among the lock's holders, within `within`.
-async fn wait_gone(lane: &Lane, lock: &dyn Lock, pid: u32, within: Duration) {
+/// Waits until `pid` is no longer among the lock's holders, within `within`: when it was
+/// seen gone (`None` if it was still listed at the end).
+async fn wait_gone(lane: &Lane, lock: &dyn Lock, pid: u32, within: Duration) -> Option<u64> {
     let deadline = Instant::now() + within;
-    while Instant::now() < deadline && lane.is_holder(lock, pid).await {
+    while Instant::now() < deadline {
+        if !lane.is_holder(lock, pid).await {
+            return Some(now_ns());
+        }
         sleep(Duration::from_millis(1)).await;
     }
+    None
 }
 
 fn burner(exe: &Path) -> Child {

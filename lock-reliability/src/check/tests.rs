@@ -76,6 +76,7 @@ fn granted_early() -> LaneRecord {
             pid: A,
             t: 20,
             confirmed: false,
+            gone: None,
         }],
     )
 }
@@ -225,6 +226,7 @@ fn each_broken_promise_is_counted() {
                     pid: A,
                     t: 20,
                     confirmed: true,
+                    gone: None,
                 }],
             ),
             LEASE,
@@ -332,6 +334,7 @@ fn faults_that_end_holds_are_not_overlaps() {
             pid: A,
             t: 20,
             confirmed: true,
+            gone: None,
         }],
     );
     let t = check(&killed, LEASE);
@@ -395,6 +398,7 @@ fn a_tied_lease_frees_at_its_holders_death_and_no_later() {
             pid: A,
             t: 20,
             confirmed: true,
+            gone: None,
         }],
     );
     assert_eq!(
@@ -615,6 +619,7 @@ fn the_rules_of_several_holders_are_counted_when_broken_and_only_then() {
                     pid: A,
                     t: 20,
                     confirmed: true,
+                    gone: Some(30),
                 }],
             ),
             record(
@@ -627,10 +632,40 @@ fn the_rules_of_several_holders_are_counted_when_broken_and_only_then() {
                     pid: A,
                     t: 20,
                     confirmed: true,
+                    gone: Some(30),
                 }],
             ),
             LEASE,
             |t| t.early,
+        ),
+        (
+            "a dead permit holder still listed past ttl + 1 s (its permit leaked)",
+            record(
+                &spans(&[("p3", 1, 10, 200), ("p3", 2, 11, 60)])
+                    .replace("200 release 1.1 110\n201 released 1.1 released\n", ""),
+                "",
+                0,
+                vec![Fault::Kill {
+                    pid: A,
+                    t: 20,
+                    confirmed: true,
+                    gone: None,
+                }],
+            ),
+            record(
+                &spans(&[("p3", 1, 10, 200), ("p3", 2, 11, 60)])
+                    .replace("200 release 1.1 110\n201 released 1.1 released\n", ""),
+                "",
+                0,
+                vec![Fault::Kill {
+                    pid: A,
+                    t: 20,
+                    confirmed: true,
+                    gone: Some(25),
+                }],
+            ),
+            LEASE,
+            |t| t.stuck,
         ),
     ];
     for (what, broken, kept, rules, column) in cases {
