@@ -49,6 +49,10 @@ pub enum Mix {
 /// The semaphore's permits in the [`Mix::Semaphore`] run.
 pub const SEMAPHORE_PERMITS: u32 = 3;
 
+/// The processes of the [`Mix::Semaphore`] run: more than twice the permits, so that some
+/// always wait.
+pub const SEMAPHORE_WORKERS: usize = 8;
+
 /// How long a hold lasts in the semaphore and readers-and-writer runs (a sleep), so that
 /// holds overlap as they do in use and the runs show how many were inside at once.
 pub const MIX_HOLD_US: u64 = 1_000;

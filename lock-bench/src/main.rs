@@ -29,7 +29,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::contention::{Mix, SEMAPHORE_PERMITS};
+use crate::contention::{Mix, SEMAPHORE_PERMITS, SEMAPHORE_WORKERS};
 use crate::procfs::{CpuTicks, Machine, Steal};
 use crate::report::{BackendReport, Report};
 use crate::rounds::Plan;
@@ -257,12 +257,11 @@ fn bench(cli: &Cli) -> Res<()> {
             .capabilities();
         let semaphore = if capabilities.permits {
             eprintln!(
-                "lock-bench: {name}: {} processes on a semaphore of {SEMAPHORE_PERMITS}",
-                settings.workers
+                "lock-bench: {name}: {SEMAPHORE_WORKERS} processes on a semaphore of {SEMAPHORE_PERMITS}"
             );
             Some(contention::run(
                 &contention_url,
-                settings.workers,
+                SEMAPHORE_WORKERS,
                 settings.cycles_per_worker,
                 scratch.path(),
                 Mix::Semaphore,

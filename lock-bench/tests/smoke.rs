@@ -97,9 +97,17 @@ fn quick_json_run_has_every_section_with_positive_figures() {
             positive(b, &format!("/{mix}/cycles_per_s"));
             positive(b, &format!("/{mix}/wait/max_us"));
         }
-        assert!(b["semaphore"]["most_inside"].as_u64().unwrap() <= 3, "{name}");
+        assert!(
+            b["semaphore"]["most_inside"].as_u64().unwrap() <= 3,
+            "{name}"
+        );
+        assert_eq!(b["semaphore"]["workers"], 8, "{name}");
         positive(b, "/readers_writer/writer_wait/max_us");
-        assert_eq!(b["readers_writer"]["counter_ok"], Value::Bool(true), "{name}");
+        assert_eq!(
+            b["readers_writer"]["counter_ok"],
+            Value::Bool(true),
+            "{name}"
+        );
     }
     let fast = &backends[1]["contention_async"];
     assert_eq!(

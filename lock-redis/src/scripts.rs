@@ -77,6 +77,13 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- The end of a lease of `ttl` ms granted now, in ms rounded up: never before now + ttl (a
+-- lease is live while its end is above `now_ms()`, which rounds down).
+local function end_ms(ttl)
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.ceil(tonumber(t[2]) / 1000) + ttl
+end
+
 -- Keeps the shared and permit keys for at least `ttl` ms more (the longest lease's end).
 local function keep_permits(zkey, hkey, ttl)
   for _, key in ipairs({zkey, hkey}) do
@@ -119,7 +126,7 @@ end
 
 -- Moves `owner`'s shared or permit lease's end to now + `ttl`; replies as a grant of its token.
 local function extend_permit(zkey, hkey, owner, ttl)
-  redis.call('ZADD', zkey, 'XX', string.format('%.0f', now_ms() + ttl), owner)
+  redis.call('ZADD', zkey, 'XX', string.format('%.0f', end_ms(ttl)), owner)
   keep_permits(zkey, hkey, ttl)
   return {1, redis.call('HGET', hkey, owner)}
 end
@@ -128,7 +135,7 @@ end
 local function grant_permit(token_key, zkey, hkey, owner, ttl, cap)
   local token, why = next_token(token_key)
   if not token then return {-1, token_key, why} end
-  redis.call('ZADD', zkey, string.format('%.0f', now_ms() + ttl), owner)
+  redis.call('ZADD', zkey, string.format('%.0f', end_ms(ttl)), owner)
   redis.call('HSET', hkey, owner, token)
   redis.call('HSET', hkey, '', string.format('%d', cap))
   keep_permits(zkey, hkey, ttl)

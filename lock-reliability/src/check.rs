@@ -561,7 +561,10 @@ fn weight(h: &Hold) -> u64 {
 /// Writers (exclusive claims in a lane that has readers) that waited longer than
 /// `rules.starve_after`, from starting to acquire to the grant or giving up, while a reader
 /// that started to acquire after them was granted before them (overtook them in line).
-/// A wait its worker never finished (killed, or the run ended) is not judged.
+/// A wait its worker never finished (killed, or the run ended) is not judged, nor one that a
+/// stop inside an operation on a lock file overlapped: while that process held the file's
+/// `flock`, no waiter could keep its place, and the places lapsed by the clock (a fault of its
+/// own, counted apart as `paused_mid_operation`).
 fn starved_writers(rec: &LaneRecord, holds: &[Hold], rules: Rules) -> u64 {
     let Some(bound) = rules.starve_after else {
         return 0;
@@ -585,8 +588,22 @@ fn starved_writers(rec: &LaneRecord, holds: &[Hold], rules: Rules) -> u64 {
             _ => {}
         }
     }
+    let frozen: Vec<(u64, u64)> = rec
+        .faults
+        .iter()
+        .filter_map(|f| match *f {
+            Fault::Pause {
+                stop,
+                cont,
+                mid_operation: true,
+                ..
+            } => Some((stop, cont)),
+            _ => None,
+        })
+        .collect();
     waits
         .iter()
+        .filter(|&&(from, to)| !frozen.iter().any(|&(stop, cont)| stop < to && from < cont))
         .filter(|&&(from, to)| {
             to.saturating_sub(from) > bound
                 && holds

@@ -676,6 +676,25 @@ fn the_rules_of_several_holders_are_counted_when_broken_and_only_then() {
     }
 }
 
+/// A writer's wait that a stop inside an operation on a lock file overlapped is not judged:
+/// nobody could keep a place while the stopped process held the file.
+#[test]
+fn a_wait_frozen_by_a_stop_mid_operation_is_not_judged_for_starving() {
+    let frozen = |mid_operation| {
+        let mut rec = writer_waiting(5, 2000);
+        rec.faults.push(Fault::Pause {
+            pid: 99,
+            stop: 100,
+            stopped: 101,
+            cont: 1500,
+            mid_operation,
+        });
+        rec
+    };
+    assert_eq!(check(&frozen(true), STARVING).starved_writers, 0);
+    assert_eq!(check(&frozen(false), STARVING).starved_writers, 1);
+}
+
 /// Without a fair line (`starve_after` `None`) a writer overtaken by readers is not judged.
 #[test]
 fn writers_are_not_judged_for_starving_without_a_fair_line() {
