@@ -562,9 +562,10 @@ fn weight(h: &Hold) -> u64 {
 /// `rules.starve_after`, from starting to acquire to the grant or giving up, while a reader
 /// that started to acquire after them was granted before them (overtook them in line).
 /// A wait its worker never finished (killed, or the run ended) is not judged, nor one that a
-/// stop inside an operation on a lock file overlapped: while that process held the file's
-/// `flock`, no waiter could keep its place, and the places lapsed by the clock (a fault of its
-/// own, counted apart as `paused_mid_operation`).
+/// fault cutting every waiter off overlapped, since the contract lets a place lapse when its
+/// waiter cannot ask: a stop inside an operation on a lock file (while that process held the
+/// file's `flock` no waiter could keep its place; counted apart as `paused_mid_operation`), a
+/// server restart, or every connection ended (`pg_terminate_backend`).
 fn starved_writers(rec: &LaneRecord, holds: &[Hold], rules: Rules) -> u64 {
     let Some(bound) = rules.starve_after else {
         return 0;
@@ -598,6 +599,8 @@ fn starved_writers(rec: &LaneRecord, holds: &[Hold], rules: Rules) -> u64 {
                 mid_operation: true,
                 ..
             } => Some((stop, cont)),
+            Fault::ServerRestart { down, up } => Some((down, up)),
+            Fault::Terminate { t, done } => Some((t, done)),
             _ => None,
         })
         .collect();

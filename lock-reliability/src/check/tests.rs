@@ -676,10 +676,10 @@ fn the_rules_of_several_holders_are_counted_when_broken_and_only_then() {
     }
 }
 
-/// A writer's wait that a stop inside an operation on a lock file overlapped is not judged:
-/// nobody could keep a place while the stopped process held the file.
+/// A writer's wait that a stop inside an operation on a lock file, a server restart or every
+/// connection ended overlapped is not judged: nobody could keep a place meanwhile.
 #[test]
-fn a_wait_frozen_by_a_stop_mid_operation_is_not_judged_for_starving() {
+fn a_wait_cut_off_by_a_fault_is_not_judged_for_starving() {
     let frozen = |mid_operation| {
         let mut rec = writer_waiting(5, 2000);
         rec.faults.push(Fault::Pause {
@@ -693,6 +693,15 @@ fn a_wait_frozen_by_a_stop_mid_operation_is_not_judged_for_starving() {
     };
     assert_eq!(check(&frozen(true), STARVING).starved_writers, 0);
     assert_eq!(check(&frozen(false), STARVING).starved_writers, 1);
+    // Every connection ended, or the server restarted, while the writer waited: the same.
+    for fault in [
+        Fault::Terminate { t: 100, done: 150 },
+        Fault::ServerRestart { down: 100, up: 900 },
+    ] {
+        let mut rec = writer_waiting(5, 2000);
+        rec.faults.push(fault.clone());
+        assert_eq!(check(&rec, STARVING).starved_writers, 0, "{fault:?}");
+    }
 }
 
 /// Without a fair line (`starve_after` `None`) a writer overtaken by readers is not judged.
