@@ -44,6 +44,19 @@ impl Keys {
             channel: format!("{base}:released"),
         }
     }
+
+    /// Every key of the name, in the order the scripts that touch them all take them: lease,
+    /// token, line, kept, holders, permits.
+    pub fn all(&self) -> [&str; 6] {
+        [
+            &self.lease,
+            &self.token,
+            &self.line,
+            &self.kept,
+            &self.holders,
+            &self.permits,
+        ]
+    }
 }
 
 /// `name` with `%`, `{` and `}` percent-escaped.

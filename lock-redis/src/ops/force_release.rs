@@ -50,18 +50,7 @@ pub(crate) async fn force_release(
     name: &LockName,
 ) -> Result<ReleaseOutcome, Error> {
     let keys = lock.keys(name);
-    let call = invocation(
-        &SCRIPT,
-        &[
-            &keys.lease,
-            &keys.token,
-            &keys.line,
-            &keys.kept,
-            &keys.holders,
-            &keys.permits,
-        ],
-        &[&keys.channel],
-    );
+    let call = invocation(&SCRIPT, &keys.all(), &[&keys.channel]);
     lock.run(
         Operation::ForceRelease,
         name,

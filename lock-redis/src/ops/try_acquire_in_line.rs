@@ -127,14 +127,7 @@ pub(crate) async fn try_acquire_in_line(
     let (cap, exclusive) = kind_args(claim.kind);
     let call = invocation(
         &SCRIPT,
-        &[
-            &keys.lease,
-            &keys.token,
-            &keys.line,
-            &keys.kept,
-            &keys.holders,
-            &keys.permits,
-        ],
+        &keys.all(),
         &[claim.owner.as_str(), &ms, &patience, &cap, exclusive],
     );
     lock.run(
