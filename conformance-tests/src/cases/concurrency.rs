@@ -113,16 +113,22 @@ pub async fn racing_clients_on_a_semaphore_exactly_n_win(s: &Suite) {
             })
         })
         .collect();
-    let mut tokens = HashSet::new();
+    let mut tokens = Vec::new();
     for task in tasks {
         if let AcquireOutcome::Acquired(lease) = task.await.expect("task") {
-            tokens.insert(lease.token);
+            tokens.push(lease.token);
         }
     }
     assert_eq!(
         tokens.len(),
         3,
         "exactly 3 of 16 win a semaphore of 3: {tokens:?}"
+    );
+    let distinct: HashSet<_> = tokens.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        3,
+        "every winner has its own token: {tokens:?}"
     );
     assert_eq!(holders(s.client().await.inspect(&name).await).len(), 3);
 }
