@@ -214,6 +214,29 @@ async fn try_acquire(shared: &Shared, claim: Claim<'_>) -> Result<AcquireOutcome
         }
         // Shared leases or permits hold the name (or the row changed between the statement's
         // snapshot and its decision): the statement of every kind says which.
+    } else {
+        // A shared lease or a permit where there is plainly room: one small statement.
+        let rows = shared
+            .db
+            .fetch(Operation::TryAcquire, || {
+                shared
+                    .sql
+                    .take_room
+                    .query()
+                    .bind(name.as_str().to_owned())
+                    .bind(owner.as_str().to_owned())
+                    .bind(ttl_millis(ttl))
+                    .bind(part(claim.kind.capacity()))
+            })
+            .await?;
+        if let Some(row) = rows.first() {
+            let token: i64 = get(row, "token")?;
+            return Ok(AcquireOutcome::Acquired(
+                claim.lease(token_of(shared, name, token)?),
+            ));
+        }
+        // Full, another kind, the caller's own lease, or a new name: the statement of every
+        // kind decides and says which.
     }
     for _ in 0..ATTEMPTS {
         let rows = shared

@@ -1,5 +1,5 @@
 //! Semaphores and shared leases in lease mode, beyond the conformance suite: racing claims on
-//! a semaphore admit exactly N, and a rough timing of the exclusive cycle (printed, never
+//! a semaphore admit exactly N, a claim on a row that other kinds left behind, and a rough timing of the exclusive cycle (printed, never
 //! asserted).
 
 use std::sync::Arc;
@@ -31,6 +31,18 @@ async fn racing_claims_on_a_semaphore_of_3_admit_exactly_3() {
         // Warm each handle's pool so that the claims below leave at once.
         for h in &handles {
             h.inspect(&name).await.unwrap();
+        }
+        if round % 2 == 1 {
+            // A name used before: its row is there, open, and every claim races on it through
+            // the small statement for a name with room (`take_room`); on a new name the first
+            // claims race to insert the row.
+            let (owner, lock) = (OwnerId::random(), &handles[0]);
+            let claim = Claim::new(&name, &owner, ttl()).with_kind(three);
+            assert!(matches!(
+                lock.try_acquire(claim).await.unwrap(),
+                AcquireOutcome::Acquired(_)
+            ));
+            lock.release(&name, &owner).await.unwrap();
         }
         let start = Arc::new(tokio::sync::Barrier::new(handles.len()));
         let tasks: Vec<_> = handles
@@ -75,6 +87,79 @@ async fn racing_claims_on_a_semaphore_of_3_admit_exactly_3() {
             other => panic!("round {round}: {other:?}"),
         }
     }
+}
+
+/// A claim where there is plainly room takes a small statement of its own; the rows it writes
+/// over are the ones every kind leaves behind: a lapsed exclusive lease, lapsed permits of
+/// another N, lapsed and live permits of the same N. Each grant has the next token; the
+/// owner's own live permit is taken again with its token; another N beside a live permit, or
+/// a fourth permit of 3, is refused with the row unchanged.
+#[tokio::test]
+async fn a_claim_with_room_writes_over_what_every_kind_leaves() {
+    let url = SERVER.with(PostgresServer::url);
+    let lock = LeaseLock::connect(&url).await.unwrap();
+    let name = LockName::new("left-behind").unwrap();
+    let short = Ttl::from_millis(50).unwrap();
+    let (three, five) = (
+        Kind::permit(Permits::new(3).unwrap()),
+        Kind::permit(Permits::new(5).unwrap()),
+    );
+    let grant = |owner: OwnerId, ttl: Ttl, kind: Kind| {
+        let (lock, name) = (&lock, &name);
+        async move {
+            match lock
+                .try_acquire(Claim::new(name, &owner, ttl).with_kind(kind))
+                .await
+                .unwrap()
+            {
+                AcquireOutcome::Acquired(lease) => lease.token,
+                other => panic!("{kind}: {other:?}"),
+            }
+        }
+    };
+    let wait_out = || tokio::time::sleep(std::time::Duration::from_millis(80));
+    let t1 = grant(OwnerId::random(), short, Kind::Exclusive).await;
+    wait_out().await;
+    let t2 = grant(OwnerId::random(), short, five).await;
+    assert!(t2 > t1, "over a lapsed exclusive lease");
+    wait_out().await;
+    let t3 = grant(OwnerId::random(), short, three).await;
+    assert!(t3 > t2, "over lapsed permits of another N");
+    let mine = OwnerId::random();
+    let t4 = grant(mine.clone(), ttl(), three).await;
+    assert!(t4 > t3, "beside a live permit");
+    assert_eq!(
+        grant(mine.clone(), ttl(), three).await,
+        t4,
+        "its own, again"
+    );
+    wait_out().await; // t3 lapses
+    let t5 = grant(OwnerId::random(), ttl(), three).await;
+    let t6 = grant(OwnerId::random(), ttl(), three).await;
+    assert!(t6 > t5 && t5 > t4, "over a lapsed permit, beside live ones");
+    let before = lock.inspect(&name).await.unwrap();
+    let late = OwnerId::random();
+    let fourth = Claim::new(&name, &late, ttl()).with_kind(three);
+    assert!(matches!(
+        lock.try_acquire(fourth).await.unwrap(),
+        AcquireOutcome::Held(_)
+    ));
+    let other_n = OwnerId::random();
+    let err = lock
+        .try_acquire(Claim::new(&name, &other_n, ttl()).with_kind(five))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, lock_core::Error::InvalidInput(_)),
+        "another N: {err}"
+    );
+    let after = lock.inspect(&name).await.unwrap();
+    let tokens = |s: &LockState| match s {
+        LockState::Locked(h) => h.as_slice().iter().map(|h| h.token).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(tokens(&after), tokens(&before));
+    assert_eq!(tokens(&after).len(), 3);
 }
 
 /// Times try acquire + release of an exclusive lock on one handle, and of a permit; prints
