@@ -185,15 +185,17 @@ impl Lock for SessionLock {
     }
 
     /// Only the handle that took a lock can release it; any other answers
-    /// [`ReleaseOutcome::NotOwner`] (use [`force_release`](Lock::force_release)).
+    /// [`ReleaseOutcome::NotOwner`] (use [`force_release`](Lock::force_release)). A reader's
+    /// release ends its own hold only.
     async fn release(&self, name: &LockName, owner: &OwnerId) -> Result<ReleaseOutcome, Error> {
         release(&self.shared, &self.session, name, owner)
             .await
             .map_err(during(Operation::Release))
     }
 
-    /// Ends the holder's server session with `pg_terminate_backend` (which needs the holder's
-    /// role or `pg_signal_backend`) and returns once its lock is gone.
+    /// Ends every holder's server session (the writer's, or every reader's) with
+    /// `pg_terminate_backend` (which needs the holders' role or `pg_signal_backend`) and
+    /// returns once the lock is gone.
     async fn force_release(&self, name: &LockName) -> Result<ReleaseOutcome, Error> {
         force_release(&self.shared, name)
             .await
@@ -551,8 +553,8 @@ async fn release(
     })
 }
 
-/// Ends the session that holds `name` (`pg_terminate_backend`, as an operator would), waits
-/// until its lock is gone, and wakes the waiters.
+/// Ends every session that holds `name` (`pg_terminate_backend`, as an operator would), waits
+/// until the lock is gone, and wakes the waiters.
 async fn force_release(shared: &Shared, name: &LockName) -> Result<ReleaseOutcome, Error> {
     let config = &shared.config;
     let limit = config.connect_timeout();
