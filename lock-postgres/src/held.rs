@@ -1,11 +1,12 @@
 //! The session locks a handle holds, each on a connection of its own that never goes back to
-//! the pool while it holds one.
+//! the pool while it holds one: one per name for a writer, one per reader for a name held
+//! shared (each reader's hold lives on its own connection).
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
-use lock_core::{Error, FencingToken, LockName, Operation, OwnerId};
+use lock_core::{Error, FencingToken, Kind, LockName, Operation, OwnerId};
 use sqlx::Executor;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgPool, Postgres};
@@ -31,7 +32,8 @@ pub(crate) struct Session {
     /// Whether [`HOLDER_SETTINGS`] are sent on every connection taken (the caller's pool),
     /// rather than once as it opens (the handle's own).
     settings_per_take: bool,
-    held: Mutex<HashMap<LockName, Arc<Held>>>,
+    /// By name and owner: a name held shared may have several readers on one handle.
+    held: Mutex<HashMap<(LockName, OwnerId), Arc<Held>>>,
 }
 
 /// A lock this handle holds, with the connection it lives on.
@@ -39,6 +41,8 @@ pub(crate) struct Session {
 pub(crate) struct Held {
     pub(crate) owner: OwnerId,
     pub(crate) token: FencingToken,
+    /// [`Kind::Exclusive`] (`pg_advisory_lock`) or [`Kind::Shared`] (`pg_advisory_lock_shared`).
+    pub(crate) kind: Kind,
     /// `None` once the lock is known lost or released.
     pub(crate) conn: tokio::sync::Mutex<Option<PoolConnection<Postgres>>>,
     /// A descriptor of the connection's socket, kept once a tie was handed out
@@ -48,11 +52,17 @@ pub(crate) struct Held {
 }
 
 impl Held {
-    /// A lock just taken on `conn`.
-    pub(crate) fn new(owner: OwnerId, token: FencingToken, conn: PoolConnection<Postgres>) -> Self {
+    /// A lock of `kind` just taken on `conn`.
+    pub(crate) fn new(
+        owner: OwnerId,
+        token: FencingToken,
+        kind: Kind,
+        conn: PoolConnection<Postgres>,
+    ) -> Self {
         Self {
             owner,
             token,
+            kind,
             conn: tokio::sync::Mutex::new(Some(conn)),
             tied: std::sync::Mutex::new(None),
         }
@@ -119,29 +129,44 @@ impl Session {
         }
     }
 
-    pub(crate) fn get(&self, name: &LockName) -> Option<Arc<Held>> {
+    /// The hold of `owner` on `name`, if this handle has one.
+    pub(crate) fn get(&self, name: &LockName, owner: &OwnerId) -> Option<Arc<Held>> {
         self.held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(name)
+            .get(&(name.clone(), owner.clone()))
             .cloned()
     }
 
     pub(crate) fn insert(&self, name: &LockName, held: Held) {
-        let old = self
-            .held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.clone(), Arc::new(held));
-        // An entry replaced was lost (its lock is ours now); its connection closes as it goes.
+        let mut map = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        // Entries this grant shows lost go (their connections close as they go): every other
+        // entry of the name when a writer got in, the writer's when a reader did, and the
+        // owner's own earlier one.
+        let kind = held.kind;
+        let lost: Vec<_> = map
+            .iter()
+            .filter(|((n, o), h)| {
+                n == name
+                    && (*o == held.owner || kind == Kind::Exclusive || h.kind == Kind::Exclusive)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut old = Vec::with_capacity(lost.len());
+        for key in lost {
+            old.extend(map.remove(&key));
+        }
+        map.insert((name.clone(), held.owner.clone()), Arc::new(held));
+        drop(map);
         drop(old);
     }
 
-    /// Forgets `held` (only if it is still the entry for `name`).
+    /// Forgets `held` (only if it is still the entry of its owner on `name`).
     pub(crate) fn remove(&self, name: &LockName, held: &Arc<Held>) {
         let mut map = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if map.get(name).is_some_and(|h| Arc::ptr_eq(h, held)) {
-            map.remove(name);
+        let key = (name.clone(), held.owner.clone());
+        if map.get(&key).is_some_and(|h| Arc::ptr_eq(h, held)) {
+            map.remove(&key);
         }
     }
 }

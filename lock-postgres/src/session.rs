@@ -5,11 +5,31 @@
 //! restarted). The table still keeps one row per name, for the fencing token and the holder's
 //! owner id, written in the same statement that takes the lock.
 //!
-//! Exclusive locks only: [`Capabilities::permits`] and [`Capabilities::shared`] are false, so
-//! a shared or permit claim is refused before the server is asked. An advisory lock has no
-//! semaphore form, and shared holds (`pg_try_advisory_lock_shared`) would need a token and an
-//! owner per reader in the table, written in the same step as each hold and gone with its
-//! session; lease mode ([`LeaseLock`](crate::LeaseLock)) offers both.
+//! # Behavior
+//!
+//! Exclusive and shared holds ([`Capabilities::shared`]); no permits
+//! ([`Capabilities::permits`] is false, so a permit claim is refused before the server is
+//! asked: an advisory lock has no semaphore form; lease mode ([`LeaseLock`](crate::LeaseLock))
+//! offers them).
+//!
+//! - A writer takes `pg_try_advisory_lock(key)`, a reader `pg_try_advisory_lock_shared(key)`,
+//!   each on a connection of its own, kept out of the pool while it holds. Readers hold
+//!   together; a writer is refused while any reader holds, a reader while a writer does (the
+//!   answer is [`AcquireOutcome::Held`] with the holder of lowest token).
+//! - Every grant, a reader's included, takes the next token of the name's row, so tokens rise
+//!   per name over all grants. A writer's grant writes its owner to the row; a reader's sets
+//!   the row's owner to `*` and adds `{o: owner, t: token, p: backend pid}` to its `holders`
+//!   column, in the same statement as its hold. An entry counts only while its session (pid)
+//!   holds the shared advisory lock of the key in `pg_locks`: a reader whose connection ended
+//!   is gone from [`inspect`](Lock::inspect) at once, and its entry is dropped at the next
+//!   grant of the name.
+//! - The same owner asking again with the same kind gets its lease back (same token); with
+//!   the other kind while it holds, [`InvalidInput::KindMismatch`](lock_core::InvalidInput),
+//!   and nothing changes.
+//! - [`inspect`](Lock::inspect) names the writer or every reader (`expires_in` is `None`);
+//!   `renew`, `release` and `tie` act on the caller's own hold only (a reader's release leaves
+//!   the others and NOTIFYs the waiters); `force_release` ends every holder's session.
+//! - There is no waiters' line ([`Capabilities::fair_line`] is false).
 //!
 //! Every step that takes a lock, and every read of who holds one, runs under a
 //! transaction-level advisory lock on the same key in the two-`int4` key space (a per-name
@@ -22,7 +42,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lock_core::Operation;
-use lock_core::raw::{ChangeFuture, InLineOutcome, during};
+use lock_core::raw::{self, ChangeFuture, InLineOutcome, during};
 use lock_core::{
     AcquireOutcome, Capabilities, Claim, Error, Holder, HolderTie, Holders, Kind, Lease, Lock,
     LockName, LockState, OwnerId, ReleaseOutcome, RenewOutcome, Ttl,
@@ -124,14 +144,14 @@ impl Lock for SessionLock {
             owner_on_any_handle: false,
             fair_line: false,
             holder_tie: false,
+            shared: true,
             ..Capabilities::default()
         }
     }
 
     async fn try_acquire(&self, claim: Claim<'_>) -> Result<AcquireOutcome, Error> {
         self.capabilities().check(claim.kind)?;
-        let (name, owner, ttl) = (claim.name, claim.owner, claim.ttl);
-        try_acquire(&self.shared, &self.session, name, owner, ttl)
+        try_acquire(&self.shared, &self.session, claim)
             .await
             .map_err(during(Operation::TryAcquire))
     }
@@ -165,15 +185,17 @@ impl Lock for SessionLock {
     }
 
     /// Only the handle that took a lock can release it; any other answers
-    /// [`ReleaseOutcome::NotOwner`] (use [`force_release`](Lock::force_release)).
+    /// [`ReleaseOutcome::NotOwner`] (use [`force_release`](Lock::force_release)). A reader's
+    /// release ends its own hold only.
     async fn release(&self, name: &LockName, owner: &OwnerId) -> Result<ReleaseOutcome, Error> {
         release(&self.shared, &self.session, name, owner)
             .await
             .map_err(during(Operation::Release))
     }
 
-    /// Ends the holder's server session with `pg_terminate_backend` (which needs the holder's
-    /// role or `pg_signal_backend`) and returns once its lock is gone.
+    /// Ends every holder's server session (the writer's, or every reader's) with
+    /// `pg_terminate_backend` (which needs the holders' role or `pg_signal_backend`) and
+    /// returns once the lock is gone.
     async fn force_release(&self, name: &LockName) -> Result<ReleaseOutcome, Error> {
         force_release(&self.shared, name)
             .await
@@ -236,25 +258,28 @@ fn keys(shared: &Shared, name: &LockName) -> (i64, i32, i32) {
 async fn try_acquire(
     shared: &Shared,
     session: &Session,
-    name: &LockName,
-    owner: &OwnerId,
-    ttl: Ttl,
+    claim: Claim<'_>,
 ) -> Result<AcquireOutcome, Error> {
+    let (name, owner, ttl) = (claim.name, claim.owner, claim.ttl);
+    let kind = claim.kind.normalized();
     let lease = |token| {
         AcquireOutcome::Acquired(Lease {
             name: name.clone(),
             owner: owner.clone(),
             token,
             ttl,
-            kind: Kind::Exclusive,
+            kind,
         })
     };
-    if let Some(held) = session.get(name)
-        && held.owner == *owner
+    if let Some(held) = session.get(name, owner)
         && still_held(shared, session, name, &held).await?
     {
+        if held.kind != kind {
+            return Err(raw::mismatch(claim, held.kind));
+        }
         return Ok(lease(held.token));
     }
+    let reader = kind == Kind::Shared;
     let (key, hi, lo) = keys(shared, name);
     let config = &shared.config;
     let limit = config.connect_timeout();
@@ -269,7 +294,8 @@ async fn try_acquire(
             .bind(owner.as_str().to_owned())
             .bind(key)
             .bind(hi)
-            .bind(lo);
+            .bind(lo)
+            .bind(reader);
         let row = match timeout(limit, query.fetch_one(&mut **conn)).await {
             Ok(Ok(row)) => row,
             Ok(Err(e)) => {
@@ -296,15 +322,29 @@ async fn try_acquire(
         match (ok, token) {
             (Some(true), Some(token)) => {
                 let token = token_of(shared, name, token)?;
-                session.insert(name, Held::new(owner.clone(), token, conn.keep()));
+                session.insert(name, Held::new(owner.clone(), token, kind, conn.keep()));
                 return Ok(lease(token));
             }
             (Some(false), _) => {
                 // Nothing taken: the connection goes back to the pool.
                 drop(conn.keep());
-                match holder(shared, name).await? {
-                    Some(holder) => return Ok(AcquireOutcome::Held(holder)),
+                match refused(shared, claim).await? {
+                    Some(outcome) => return outcome,
                     // Released in between: try again.
+                    None => continue,
+                }
+            }
+            (Some(true), None) if reader => {
+                // The owner already reads through another session (another handle): the
+                // statement undid this hold, recorded nowhere; if it could not, the
+                // connection goes, and the hold with it.
+                if get::<Option<bool>>(&row, "undone")? == Some(true) {
+                    drop(conn.keep());
+                } else {
+                    drop(conn);
+                }
+                match refused(shared, claim).await? {
+                    Some(outcome) => return outcome,
                     None => continue,
                 }
             }
@@ -335,13 +375,34 @@ async fn try_acquire(
     ))
 }
 
+/// The answer to `claim` refused by the server: the holder with the lowest token, or the
+/// kind mismatch when the claim's owner holds the name (through another handle) with
+/// another kind; `None` when no one holds it any more.
+async fn refused(
+    shared: &Shared,
+    claim: Claim<'_>,
+) -> Result<Option<Result<AcquireOutcome, Error>>, Error> {
+    let Some(holders) = holders(shared, claim.name).await? else {
+        return Ok(None);
+    };
+    let kind = claim.kind.normalized();
+    if let Some(own) = holders
+        .as_slice()
+        .iter()
+        .find(|h| h.owner == *claim.owner && h.kind != kind)
+    {
+        return Ok(Some(Err(raw::mismatch(claim, own.kind))));
+    }
+    Ok(Some(Ok(AcquireOutcome::Held(holders.first().clone()))))
+}
+
 async fn tie(
     shared: &Shared,
     session: &Session,
     name: &LockName,
     owner: &OwnerId,
 ) -> Result<Option<HolderTie>, Error> {
-    let Some(held) = session.get(name).filter(|held| held.owner == *owner) else {
+    let Some(held) = session.get(name, owner) else {
         return Ok(None);
     };
     if !still_held(shared, session, name, &held).await? {
@@ -417,20 +478,20 @@ async fn renew(
     owner: &OwnerId,
     ttl: Ttl,
 ) -> Result<RenewOutcome, Error> {
-    match session.get(name) {
-        Some(held) if held.owner == *owner => {
+    match session.get(name, owner) {
+        Some(held) => {
             if still_held(shared, session, name, &held).await? {
                 return Ok(RenewOutcome::Renewed(Lease {
                     name: name.clone(),
                     owner: owner.clone(),
                     token: held.token,
                     ttl,
-                    kind: Kind::Exclusive,
+                    kind: held.kind,
                 }));
             }
             Ok(RenewOutcome::Lost)
         }
-        _ => Ok(RenewOutcome::Lost),
+        None => Ok(RenewOutcome::Lost),
     }
 }
 
@@ -440,9 +501,7 @@ async fn release(
     name: &LockName,
     owner: &OwnerId,
 ) -> Result<ReleaseOutcome, Error> {
-    if let Some(held) = session.get(name)
-        && held.owner == *owner
-    {
+    if let Some(held) = session.get(name, owner) {
         let config = &shared.config;
         let limit = config.connect_timeout();
         let (key, _, _) = keys(shared, name);
@@ -456,7 +515,8 @@ async fn release(
                 .query()
                 .bind(key)
                 .bind(shared.channel.clone())
-                .bind(name.as_str().to_owned());
+                .bind(name.as_str().to_owned())
+                .bind(held.kind == Kind::Shared);
             match timeout(limit, query.fetch_one(&mut **conn)).await {
                 Ok(Ok(row)) if get::<bool>(&row, "ok")? => {
                     if held.is_tied() {
@@ -487,14 +547,14 @@ async fn release(
         }
         // The lock had been lost already.
     }
-    Ok(match holder(shared, name).await? {
+    Ok(match holders(shared, name).await? {
         Some(_) => ReleaseOutcome::NotOwner,
         None => ReleaseOutcome::NotLocked,
     })
 }
 
-/// Ends the session that holds `name` (`pg_terminate_backend`, as an operator would), waits
-/// until its lock is gone, and wakes the waiters.
+/// Ends every session that holds `name` (`pg_terminate_backend`, as an operator would), waits
+/// until the lock is gone, and wakes the waiters.
 async fn force_release(shared: &Shared, name: &LockName) -> Result<ReleaseOutcome, Error> {
     let config = &shared.config;
     let limit = config.connect_timeout();
@@ -589,8 +649,8 @@ async fn terminate(
     Ok(Some(ReleaseOutcome::Released))
 }
 
-/// Who holds `name`, read under the shared per-name step lock.
-async fn holder(shared: &Shared, name: &LockName) -> Result<Option<Holder>, Error> {
+/// Who holds `name` (the writer, or every reader), read under the shared per-name step lock.
+async fn holders(shared: &Shared, name: &LockName) -> Result<Option<Holders>, Error> {
     let (key, hi, lo) = keys(shared, name);
     let step = || shared.sql.session_step_shared.query().bind(hi).bind(lo);
     let read = || {
@@ -605,31 +665,44 @@ async fn holder(shared: &Shared, name: &LockName) -> Result<Option<Holder>, Erro
         .db
         .fetch_steps(Operation::Inspect, &[&step, &read])
         .await?;
-    let Some(row) = rows.first() else {
-        return Ok(None);
-    };
-    let pid: i32 = get(row, "pid")?;
-    let (owner, token): (Option<String>, Option<i64>) = (get(row, "owner")?, get(row, "token")?);
-    match (owner, token) {
-        (Some(owner), Some(token)) => Ok(Some(Holder {
+    let mut holders = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let pid: i32 = get(row, "pid")?;
+        let reader: bool = get(row, "shared")?;
+        let (owner, token): (Option<String>, Option<i64>) =
+            (get(row, "owner")?, get(row, "token")?);
+        let (Some(owner), Some(token)) = (owner, token) else {
+            let (what, whom) = if reader {
+                ("a shared", "this reader")
+            } else {
+                ("the", "an owner")
+            };
+            return Err(shared.corrupt(
+                name,
+                format!(
+                    "a session (pid {pid}) holds {what} advisory lock of this name, but the table \
+                     names {whom} no owner: it was not taken through lock-postgres (does another \
+                     program use the key?)"
+                ),
+            ));
+        };
+        holders.push(Holder {
             owner: owner_of(shared, name, owner)?,
             token: token_of(shared, name, token)?,
             expires_in: None,
-            kind: Kind::Exclusive,
-        })),
-        _ => Err(shared.corrupt(
-            name,
-            format!(
-                "a session (pid {pid}) holds the advisory lock of this name, but the table names no \
-                 owner: it was not taken through lock-postgres (does another program use the key?)"
-            ),
-        )),
+            kind: if reader {
+                Kind::Shared
+            } else {
+                Kind::Exclusive
+            },
+        });
     }
+    Ok(Holders::new(holders))
 }
 
 async fn inspect(shared: &Shared, name: &LockName) -> Result<LockState, Error> {
-    Ok(match holder(shared, name).await? {
-        Some(holder) => LockState::Locked(Holders::one(holder)),
+    Ok(match holders(shared, name).await? {
+        Some(holders) => LockState::Locked(holders),
         None => LockState::Open,
     })
 }

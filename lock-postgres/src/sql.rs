@@ -60,13 +60,31 @@ const NO_FLUSH_WAIT: &str = "set_config('synchronous_commit', 'off', true)";
 /// Microseconds from the CTE's `now.at` until `expires_at`.
 const MICROS_LEFT: &str = "(extract(epoch FROM expires_at - now.at) * 1000000)::bigint";
 
-/// The rows of `pg_locks` for the session advisory lock whose `bigint` key is parameter `key`.
+/// The rows of `pg_locks` for the session advisory lock whose `bigint` key is parameter `key`:
+/// `pid` and `mode` (`ExclusiveLock` for a writer, `ShareLock` for each reader).
 fn advisory_lock_rows(key: &str) -> String {
     format!(
-        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' \
+        "SELECT pid, mode FROM pg_locks WHERE locktype = 'advisory' \
            AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
            AND classid = (({key} >> 32) & 4294967295)::oid AND objid = ({key} & 4294967295)::oid \
            AND objsubid = 1 AND granted"
+    )
+}
+
+/// The readers of a session lock still holding: the entries of row `r`'s `holders` (`[]`
+/// unless `r`'s owner is [`MANY`]) whose session (`p`, its backend pid) holds the shared
+/// advisory lock of key `key`, by token, less any of this very session (which held nothing
+/// before the statement that reads this: an entry of its pid is of an earlier hold). An
+/// entry whose session ended, or that released, is left out: that is how a reader's record
+/// goes with its session.
+fn session_readers(r: &str, key: &str) -> String {
+    format!(
+        "(SELECT coalesce(jsonb_agg(e ORDER BY (e->>'t')::bigint), '[]'::jsonb) \
+          FROM jsonb_array_elements(CASE WHEN {r}.owner = {MANY_SQL} THEN {r}.holders END) AS e \
+          WHERE (e->>'p')::integer <> pg_backend_pid() \
+            AND (e->>'p')::integer IN (SELECT lk.pid FROM ({locks}) AS lk \
+                                       WHERE lk.mode = 'ShareLock'))",
+        locks = advisory_lock_rows(key)
     )
 }
 
@@ -270,7 +288,9 @@ pub(crate) fn create_table(table: &str) -> String {
          ); \
          COMMENT ON TABLE {table} IS 'lock-postgres: one row per lock name, never deleted, so \
            that fencing tokens keep rising; owner and expires_at are NULL while it is open; \
-           owner is * while shared leases or permits hold it (in holders, of capacity)'"
+           owner is * while shared leases or permits hold it (in holders, of capacity); in \
+           session mode, * while readers hold it, each in holders with its backend pid, \
+           counted only while that session holds the shared advisory lock'"
     )
 }
 
@@ -385,20 +405,30 @@ pub(crate) struct Statements {
     /// (NULL for an exclusive lease, the capacity of a shared lease or permit).
     pub(crate) inspect: Sql,
     /// Session try acquire on the connection that is to hold it: `$1` name, `$2` owner, `$3`
-    /// key, `$4`/`$5` the key's halves (the per-name step lock). One row: `ok`, `token`.
+    /// key, `$4`/`$5` the key's halves (the per-name step lock), `$6` shared (a reader's
+    /// `pg_try_advisory_lock_shared`, else a writer's `pg_try_advisory_lock`). One row: `ok`
+    /// (NULL when this session held the key already), `token` (the next of the name's row).
+    /// A writer's grant records its owner in the row; a reader's sets the row's owner to
+    /// [`MANY`] and adds `{o: owner, t: token, p: backend pid}` to `holders`, dropping the
+    /// entries of readers gone ([`session_readers`]). A reader whose owner already reads
+    /// through another session gets `ok` but no `token`: nothing is written, and its hold is
+    /// undone at once (`undone` true).
     pub(crate) session_acquire: Sql,
     /// The per-name step lock, shared, for the rest of the transaction: `$1`/`$2` halves.
     pub(crate) session_step_shared: Sql,
     /// The per-name step lock, exclusive: `$1`/`$2` halves.
     pub(crate) session_step: Sql,
-    /// Who holds a session lock: `$1` name, `$2` key. A row with `pid`, `owner`, `token` while
-    /// a session holds the key.
+    /// Who holds a session lock: `$1` name, `$2` key. A row per session holding the key:
+    /// `pid`, `shared` (a reader), `owner`, `token` (NULL when the table does not name it).
     pub(crate) session_holder: Sql,
     /// Whether this connection holds key `$1`: one row, `held`.
     pub(crate) session_check: Sql,
-    /// Unlock key `$1` on this connection and NOTIFY channel `$2` with name `$3`: one row, `ok`.
+    /// Unlock key `$1` on this connection (shared when `$4`) and NOTIFY channel `$2` with name
+    /// `$3`: one row, `ok`. A reader's entry in `holders` stays until the next grant drops it;
+    /// no one counts it meanwhile ([`session_readers`]).
     pub(crate) session_release: Sql,
-    /// Terminate the session holding key `$1`: a row with `pid`, `terminated` per holder.
+    /// Terminate every session holding key `$1` (the writer, or every reader): a row with
+    /// `pid`, `terminated` per holder.
     pub(crate) session_terminate: Sql,
     /// Whether any session holds key `$1`: one row, `held`.
     pub(crate) session_held: Sql,
@@ -603,17 +633,32 @@ impl Statements {
             session_acquire: Sql::new(format!(
                 "WITH step AS MATERIALIZED (SELECT pg_advisory_xact_lock($4, $5)), \
                  got AS MATERIALIZED ( \
-                   SELECT CASE WHEN EXISTS ({}) THEN NULL ELSE pg_try_advisory_lock($3) END AS ok \
+                   SELECT CASE WHEN EXISTS ({own}) THEN NULL \
+                               WHEN $6 THEN pg_try_advisory_lock_shared($3) \
+                               ELSE pg_try_advisory_lock($3) END AS ok, \
+                          {FIRST_TOKEN} AS first \
                    FROM step), \
                  won AS ( \
-                   INSERT INTO {table} AS l (name, owner, token, expires_at) \
-                   SELECT $1, $2, {FIRST_TOKEN}, NULL FROM got WHERE got.ok \
+                   INSERT INTO {table} AS l (name, owner, token, expires_at, capacity, holders) \
+                   SELECT $1, CASE WHEN $6 THEN {MANY_SQL} ELSE $2::text END, got.first, NULL, NULL, \
+                     CASE WHEN $6 THEN jsonb_build_array(jsonb_build_object( \
+                       'o', $2::text, 't', got.first, 'p', pg_backend_pid())) END \
+                   FROM got WHERE got.ok \
                    ON CONFLICT (name) DO UPDATE SET \
-                     owner = excluded.owner, token = l.token + 1, expires_at = NULL \
+                     owner = excluded.owner, token = l.token + 1, expires_at = NULL, \
+                     capacity = NULL, \
+                     holders = CASE WHEN $6 THEN {readers} || jsonb_build_array(jsonb_build_object( \
+                       'o', $2::text, 't', l.token + 1, 'p', pg_backend_pid())) END \
+                   WHERE NOT ($6 AND EXISTS ( \
+                     SELECT 1 FROM jsonb_array_elements({readers}) AS e WHERE e->>'o' = $2::text)) \
                    RETURNING l.token \
                  ) \
-                 SELECT got.ok, won.token FROM got LEFT JOIN won ON true",
-                own_lock("$3")
+                 SELECT got.ok, won.token, \
+                   CASE WHEN $6 AND got.ok AND won.token IS NULL \
+                        THEN pg_advisory_unlock_shared($3) END AS undone \
+                 FROM got LEFT JOIN won ON true",
+                own = own_lock("$3"),
+                readers = session_readers("l", "$3"),
             )),
             session_step_shared: Sql::new(
                 "SELECT 1 AS stepped FROM (SELECT pg_advisory_xact_lock_shared($1, $2)) AS s"
@@ -623,13 +668,24 @@ impl Statements {
                 "SELECT 1 AS stepped FROM (SELECT pg_advisory_xact_lock($1, $2)) AS s".into(),
             ),
             session_holder: Sql::new(format!(
-                "SELECT lk.pid, l.owner, l.token FROM ({}) AS lk \
-                 LEFT JOIN {table} AS l ON l.name = $1",
-                advisory_lock_rows("$2")
+                "SELECT lk.pid, lk.mode = 'ShareLock' AS shared, \
+                   CASE WHEN lk.mode = 'ShareLock' THEN r.e->>'o' \
+                        WHEN l.owner <> {MANY_SQL} THEN l.owner END AS owner, \
+                   CASE WHEN lk.mode = 'ShareLock' THEN (r.e->>'t')::bigint \
+                        WHEN l.owner <> {MANY_SQL} THEN l.token END AS token \
+                 FROM ({locks}) AS lk \
+                 LEFT JOIN {table} AS l ON l.name = $1 \
+                 LEFT JOIN LATERAL ( \
+                   SELECT e FROM jsonb_array_elements( \
+                     CASE WHEN lk.mode = 'ShareLock' AND l.owner = {MANY_SQL} THEN l.holders END) AS e \
+                   WHERE (e->>'p')::integer = lk.pid \
+                   ORDER BY (e->>'t')::bigint DESC LIMIT 1) AS r ON true",
+                locks = advisory_lock_rows("$2")
             )),
             session_check: Sql::new(format!("SELECT EXISTS ({}) AS held", own_lock("$1"))),
             session_release: Sql::new(
-                "WITH u AS MATERIALIZED (SELECT pg_advisory_unlock($1) AS ok), \
+                "WITH u AS MATERIALIZED (SELECT CASE WHEN $4 THEN pg_advisory_unlock_shared($1) \
+                                                     ELSE pg_advisory_unlock($1) END AS ok), \
                  n AS MATERIALIZED (SELECT pg_notify($2, $3) FROM u WHERE u.ok) \
                  SELECT u.ok, (SELECT count(*) FROM n) AS notified FROM u"
                     .into(),

@@ -1,6 +1,7 @@
 //! The Postgres backend against the conformance suite, on a Postgres of its own: every case
 //! in lease mode (`lease::…`), cross-process check included, and in session mode
-//! (`session::…`) every case but those its capabilities rule out (expiry), shown as ignored.
+//! (`session::…`) every case but those its capabilities rule out (expiry, permits, the line,
+//! holder ties), shown as ignored; its shared cases and cross-process readers-writers run.
 
 use std::sync::Arc;
 
