@@ -181,6 +181,22 @@ impl Lock for RedisLock {
     /// Subscribes to `name`'s channel on the handle's pub/sub connection (opened on first
     /// use) and returns once the server has confirmed it; `None` when no pub/sub connection
     /// can be had, so that waiters poll.
+    /// Completes at a release or a place left that names `owner` among the waiters the room
+    /// now serves, or at a force release: a release wakes only the waiters at the front of the
+    /// line that it can serve, not every waiter of the name.
+    async fn watch_turn(
+        &self,
+        name: &LockName,
+        owner: &OwnerId,
+    ) -> Result<Option<ChangeFuture>, Error> {
+        let keys = self.keys(name);
+        Ok(self
+            .inner
+            .watcher
+            .watch_turn(&self.inner.endpoint, &keys.channel, owner.as_str())
+            .await)
+    }
+
     async fn watch(&self, name: &LockName) -> Result<Option<ChangeFuture>, Error> {
         let keys = self.keys(name);
         Ok(self

@@ -124,6 +124,48 @@ local function permits_held(zkey, hkey, cap)
   return {0, redis.call('HGET', hkey, first[1]), first[1], left, tostring(cap)}
 end
 
+-- Whom a PUBLISH that frees room wakes: a newline and the owners at the front of the line
+-- (`line`, `kept`) that the name can now serve, each after a newline, counted as
+-- `lock_core::raw::servable` does, with `used` of capacity `cap` taken by the live leases
+-- (`cap` is also taken for the shared or permit places when nothing is held: a place records
+-- its weight, not its capacity, so the freed lease's capacity stands in; too large a guess
+-- only wakes more). An exclusive place is served alone, and only when nothing is held. Only
+-- newline: no turn wakes (the places ahead do not fit yet). `fallback` (every waiter wakes)
+-- when no live place stands in line, or more than 32 would be named, or the line's keys hold
+-- something this library does not write (the release goes on; the waiters are told of those
+-- keys when they next ask).
+local function turns(line, kept, used, cap, fallback)
+  if redis.call('TYPE', line).ok ~= 'zset' then return fallback end
+  local kept_type = redis.call('TYPE', kept).ok
+  if kept_type ~= 'hash' and kept_type ~= 'none' then return fallback end
+  local now = now_ms()
+  local names, seen, start = {}, false, 0
+  while true do
+    local chunk = redis.call('ZRANGE', line, start, start + 15)
+    if #chunk == 0 then break end
+    for _, owner in ipairs(chunk) do
+      local v = redis.call('HGET', kept, owner)
+      local until_ms, one = nil, nil
+      if v then until_ms, one = string.match(v, '^(%d+)( ?1?)$') end
+      if until_ms and tonumber(until_ms) > now then
+        seen = true
+        if one == ' 1' then
+          used = used + 1
+          if used > cap then return '\n' .. table.concat(names, '\n') end
+        else
+          if used == 0 and #names == 0 then return '\n' .. owner end
+          return '\n' .. table.concat(names, '\n')
+        end
+        names[#names + 1] = owner
+        if #names > 32 then return fallback end
+      end
+    end
+    start = start + #chunk
+  end
+  if not seen then return fallback end
+  return '\n' .. table.concat(names, '\n')
+end
+
 -- Moves `owner`'s shared or permit lease's end to now + `ttl`; replies as a grant of its token.
 local function extend_permit(zkey, hkey, owner, ttl)
   redis.call('ZADD', zkey, 'XX', string.format('%.0f', end_ms(ttl)), owner)

@@ -1,6 +1,7 @@
 //! Wake-ups on release: one pub/sub connection per handle, shared by all its waiters.
 //!
-//! A release publishes on the name's channel inside its script. `watch` subscribes the waiter
+//! A release publishes on the name's channel inside its script, naming the waiters in line the
+//! freed room serves; only their turns wake ([`wake`]). `watch` subscribes the waiter
 //! in a [`ChangeHub`] first, then makes sure the pub/sub connection has SUBSCRIBEd to the
 //! channel, and returns only once the server has confirmed that: a release published after
 //! `watch` returned reaches the waiter. When the pub/sub connection drops, every waiter is
@@ -65,6 +66,25 @@ impl Watcher {
             hub: Arc::new(ChangeHub::default()),
             state: tokio::sync::Mutex::new(State::default()),
             open_failures: AtomicU64::new(0),
+        }
+    }
+
+    /// A future that completes at the next release on `channel` that names `owner` among the
+    /// waiters it serves (or names no one: see [`wake`]), after this returns; `None` when no
+    /// pub/sub connection can be had (the waiter then polls).
+    pub(crate) async fn watch_turn(
+        &self,
+        endpoint: &Endpoint,
+        channel: &str,
+        owner: &str,
+    ) -> Option<ChangeFuture> {
+        let change = self.hub.subscribe_turn(channel, owner);
+        match self.subscribe(endpoint, channel).await {
+            Ok(()) => Some(change),
+            Err(e) => {
+                tracing::debug!(channel, error = %e, "no pub/sub: waiters poll");
+                None
+            }
         }
     }
 
@@ -168,7 +188,11 @@ impl Watcher {
             let flag = flag;
             while let Some(message) = messages.next().await {
                 let Some(hub) = hub.upgrade() else { return };
-                hub.notify(message.get_channel_name());
+                wake(
+                    &hub,
+                    message.get_channel_name(),
+                    message.get_payload_bytes(),
+                );
             }
             // The connection is gone: mark it, then wake everyone, since a release may have
             // been published while nobody listened. They watch again on a new connection.
@@ -183,5 +207,20 @@ impl Watcher {
             closed,
             reader,
         })
+    }
+}
+
+/// Wakes the waiters of `channel` that a message with `payload` is for. A release or a place
+/// left publishes a newline and the owners it serves, each after a newline: every plain
+/// watcher wakes, and of the waiters in line only those owners (none, for a lone newline).
+/// Anything else (a force release; a release by an earlier version of this crate, which
+/// publishes its token) wakes every waiter.
+fn wake(hub: &ChangeHub, channel: &str, payload: &[u8]) {
+    match payload.strip_prefix(b"\n") {
+        Some(owners) => {
+            let owners = std::str::from_utf8(owners).unwrap_or_default();
+            hub.notify_turns(channel, owners.split('\n').filter(|o| !o.is_empty()));
+        }
+        None => hub.notify(channel),
     }
 }

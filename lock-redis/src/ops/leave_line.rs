@@ -10,10 +10,11 @@ use super::invocation;
 use crate::RedisLock;
 use crate::scripts::with_prelude;
 
-/// KEYS: line, kept. ARGV: owner, channel.
+/// KEYS: line, kept, lease, holders, permits. ARGV: owner, channel.
 /// Replies `{1}` (left), `{0}` (had no place).
 ///
-/// Publishes when a place went, so that the waiters behind it look again at once.
+/// Publishes when a place went whom the name can now serve (`turns` in the prelude), so that
+/// those waiters behind it look again at once; on a held name that serves no one, nothing.
 const LUA: &str = r#"
 local line_type = redis.call('TYPE', KEYS[1]).ok
 if line_type == 'none' then return {0} end
@@ -22,7 +23,19 @@ if line_type ~= 'zset' then
 end
 redis.pcall('HDEL', KEYS[2], ARGV[1])
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
-  redis.pcall('PUBLISH', ARGV[2], 'left')
+  local used, cap = 0, SHARED
+  local lease = read_lease(KEYS[3])
+  if lease then
+    used = SHARED
+  else
+    local n, held = read_permits(KEYS[4], KEYS[5])
+    if n and n > 0 then used, cap = n, held end
+  end
+  local payload = turns(KEYS[1], KEYS[2], used, cap, 'left')
+  -- On a held name, only when the room serves someone the place stood in front of.
+  if used == 0 or (#payload > 1 and payload ~= 'left') then
+    redis.pcall('PUBLISH', ARGV[2], payload)
+  end
   return {1}
 end
 return {0}
@@ -39,7 +52,13 @@ pub(crate) async fn leave_line(
     let keys = lock.keys(name);
     let call = invocation(
         &SCRIPT,
-        &[&keys.line, &keys.kept],
+        &[
+            &keys.line,
+            &keys.kept,
+            &keys.lease,
+            &keys.holders,
+            &keys.permits,
+        ],
         &[owner.as_str(), &keys.channel],
     );
     lock.run(

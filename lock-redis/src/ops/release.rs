@@ -10,18 +10,20 @@ use super::invocation;
 use crate::RedisLock;
 use crate::scripts::with_prelude;
 
-/// KEYS: lease, holders, permits. ARGV: owner, channel.
+/// KEYS: lease, holders, permits, line, kept. ARGV: owner, channel.
 /// Replies `{1}` (released), `{2}` (not owner), `{0}` (not locked), `{-1, key, why}` (corrupt).
 ///
-/// PUBLISH goes through `pcall`: a server whose access rules forbid the channel still
-/// releases (its waiters poll), rather than failing after the lease is gone.
+/// Publishes whom the freed room serves (`turns` in the prelude): only those waiters' turns
+/// wake, and every plain watcher. PUBLISH goes through `pcall`: a server whose access rules
+/// forbid the channel still releases (its waiters poll), rather than failing after the lease
+/// is gone.
 const LUA: &str = r#"
 local lease, why = read_lease(KEYS[1])
 if why then return {-1, KEYS[1], 'the lease key ' .. why} end
 if lease then
   if lease.owner ~= ARGV[1] then return {2} end
   redis.call('DEL', KEYS[1])
-  redis.pcall('PUBLISH', ARGV[2], lease.token)
+  redis.pcall('PUBLISH', ARGV[2], turns(KEYS[4], KEYS[5], 0, SHARED, lease.token))
   return {1}
 end
 local n, held, bad = read_permits(KEYS[2], KEYS[3])
@@ -31,7 +33,7 @@ if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return {2} end
 local token = redis.call('HGET', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 if n == 1 then redis.call('DEL', KEYS[2], KEYS[3]) end
-redis.pcall('PUBLISH', ARGV[2], token or 'released')
+redis.pcall('PUBLISH', ARGV[2], turns(KEYS[4], KEYS[5], n - 1, held, token or 'released'))
 return {1}
 "#;
 
@@ -46,7 +48,13 @@ pub(crate) async fn release(
     let keys = lock.keys(name);
     let call = invocation(
         &SCRIPT,
-        &[&keys.lease, &keys.holders, &keys.permits],
+        &[
+            &keys.lease,
+            &keys.holders,
+            &keys.permits,
+            &keys.line,
+            &keys.kept,
+        ],
         &[owner.as_str(), &keys.channel],
     );
     lock.run(
