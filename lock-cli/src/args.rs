@@ -56,17 +56,34 @@ pub enum Command {
     Release(ReleaseArgs),
     /// Say whether the lock is open, or who holds it and for how long.
     Status(LockArg),
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    ///
+    /// bash: `lock completions bash > ~/.local/share/bash-completion/completions/lock`;
+    /// zsh: `lock completions zsh > ~/.zfunc/_lock` (with `~/.zfunc` in `fpath`);
+    /// fish: `lock completions fish > ~/.config/fish/completions/lock.fish`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print a manual page (roff): `lock man > ~/.local/share/man/man1/lock.1`, and each
+    /// subcommand's, `lock man run > ~/.local/share/man/man1/lock-run.1`.
+    Man {
+        /// The subcommand whose page to print (lock-SUBCOMMAND(1)); without it, lock(1).
+        subcommand: Option<String>,
+    },
 }
 
 impl Command {
-    /// The lock the command is about.
-    pub fn name(&self) -> &LockName {
+    /// The lock the command is about (`None` for the commands that print the CLI's own
+    /// completions and manual).
+    pub fn name(&self) -> Option<&LockName> {
         match self {
-            Self::Run(a) => &a.lock.name,
-            Self::Acquire(a) => &a.lock.name,
-            Self::Renew(a) => &a.lock.name,
-            Self::Release(a) => &a.lock.name,
-            Self::Status(a) => &a.name,
+            Self::Run(a) => Some(&a.lock.name),
+            Self::Acquire(a) => Some(&a.lock.name),
+            Self::Renew(a) => Some(&a.lock.name),
+            Self::Release(a) => Some(&a.lock.name),
+            Self::Status(a) => Some(&a.name),
+            Self::Completions { .. } | Self::Man { .. } => None,
         }
     }
 }

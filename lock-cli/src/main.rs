@@ -53,6 +53,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    match cli.command {
+        Command::Completions { shell } => return print_completions(shell),
+        Command::Man { subcommand } => return print_man(subcommand.as_deref()),
+        _ => {}
+    }
     // Before any thread exists: the supervisor is forked from this process as it is now.
     let supervisor = match &cli.command {
         Command::Run(args) => match Supervisor::fork(args.lock.name.as_str(), &args.command) {
@@ -76,6 +81,46 @@ fn main() -> ExitCode {
     // Do not wait for background tasks (a renewal in flight, say).
     runtime.shutdown_background();
     ExitCode::from(report.exit_code())
+}
+
+/// `lock completions SHELL`: the completion script, generated from the clap definitions.
+fn print_completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "lock", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+/// `lock man [SUBCOMMAND]`: the manual page (roff) of `lock` or of one of its subcommands
+/// (`lock-run(1)`, …), generated from the clap definitions. An unknown subcommand is bad input.
+fn print_man(subcommand: Option<&str>) -> ExitCode {
+    let lock = <Cli as clap::CommandFactory>::command();
+    let page = match subcommand {
+        None => lock,
+        Some(name) => match lock.find_subcommand(name) {
+            // Named as its page is: lock-run(1). (clap takes only a `'static` name; the
+            // process prints one page and ends.)
+            Some(sub) => sub
+                .clone()
+                .name(&*Box::leak(format!("lock-{name}").into_boxed_str())),
+            None => {
+                let known: Vec<_> = lock.get_subcommands().map(|c| c.get_name()).collect();
+                say!(
+                    "error: no manual page for '{name}'; the subcommands are: {}",
+                    known.join(", ")
+                );
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+    };
+    match clap_mangen::Man::new(page).render(&mut std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`lock man | head`): nothing more to say.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            say!("lock: cannot print the manual page: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The error's first paragraph on one line: what is wrong, with the lines that continue it
@@ -102,9 +147,10 @@ async fn execute(
     };
     let lock: Arc<dyn Lock> = match connected {
         Ok(lock) => lock,
-        Err(e) => return Report::error(Some(command.name()), &e),
+        Err(e) => return Report::error(command.name(), &e),
     };
     match command {
+        Command::Completions { .. } | Command::Man { .. } => unreachable!("printed in main"),
         Command::Run(args) => {
             let supervisor = supervisor.expect("forked for run");
             run::run(lock, args, supervisor).await

@@ -572,3 +572,46 @@ fn run_with_permits_lets_n_commands_in_at_once() {
     assert_eq!(seen.lines().count(), 4, "every command ran: {seen}");
     assert_eq!(most, Some(2), "two inside at once, never more: {seen}");
 }
+
+/// `lock completions SHELL` and `lock man [SUBCOMMAND]` print what the clap definitions say,
+/// touching no backend (here one that cannot be reached); an unknown shell or subcommand is
+/// bad input (exit 2).
+#[test]
+fn completions_and_the_manual_come_from_the_cli_definitions() {
+    let print = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lock"))
+            .args(["--backend", "redis://127.0.0.1:1"])
+            .args(args)
+            .env_remove("LOCK_URL")
+            .output()
+            .unwrap()
+    };
+    for shell in ["bash", "zsh", "fish"] {
+        let out = print(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {out:?}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in ["acquire", "release", "status", "permits", "shared"] {
+            assert!(script.contains(word), "{shell}'s script names {word}");
+        }
+    }
+    let out = print(&["man"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.contains(".TH lock 1"), "{page}");
+    for word in ["run", "acquire", "status", "backend"] {
+        assert!(page.contains(word), "the page names {word}");
+    }
+    let out = print(&["man", "run"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.contains(".TH lock-run 1"), "{page}");
+    assert!(
+        page.contains("kill\\-after"),
+        "run's page has its options: {page}"
+    );
+    let out = print(&["man", "nope"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = print(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tcsh"));
+}
