@@ -55,6 +55,19 @@ pub enum Fault {
         /// process runs again).
         mid_operation: bool,
     },
+    /// A worker died of a signal that the runner did not send: something outside the run
+    /// killed it (the OOM killer, or someone's `kill -9` of every stopped `lock-reliability`
+    /// process while cleaning up after another run on the same machine). Not a fault of the
+    /// library's: the run was disturbed, and says so ([`Tally::outside_deaths`]). When it died
+    /// is not known, only that it was after its last history line: its hold is taken to end
+    /// there, so that the locks its death freed (a tied lease ends with its process) are not
+    /// counted as grants beside it.
+    Outside {
+        /// The worker.
+        pid: u32,
+        /// The signal that ended it.
+        signal: i32,
+    },
     /// A worker that did not stop by itself at the end of the run was killed (not a fault).
     Straggler {
         /// The worker.
@@ -218,6 +231,9 @@ pub struct Tally {
     /// Steps of the wall clock against the monotonic one (not a violation: a condition the
     /// judgements assume away, reported so that an early grant can be read beside it).
     pub clock_steps: u64,
+    /// Workers that died of a signal the runner did not send ([`Fault::Outside`]): the run was
+    /// disturbed from outside, and its other columns may blame the library for it.
+    pub outside_deaths: u64,
     /// What each early grant looked like: the runner prints these.
     #[serde(skip)]
     pub early_details: Vec<String>,
@@ -249,6 +265,7 @@ impl Tally {
         self.paused_mid_operation += o.paused_mid_operation;
         self.max_free_ms = self.max_free_ms.max(o.max_free_ms);
         self.clock_steps += o.clock_steps;
+        self.outside_deaths += o.outside_deaths;
         self.early_details.extend(o.early_details.iter().cloned());
     }
 
@@ -269,6 +286,7 @@ impl Tally {
             + self.stuck
             + self.early
             + self.panics
+            + self.outside_deaths
             + if strict_losses {
                 self.spurious_losses
             } else {
@@ -497,7 +515,10 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
                 }
                 match taken {
                     Some(next) => {
-                        if next < h.valid_until {
+                        // A tied lease ends with its process: a holder that died while stopped
+                        // (killed from outside, at a time not known) freed its room then.
+                        let died_tied = rules.frees_on_death && h.died.is_some();
+                        if next < h.valid_until && !died_tied {
                             t.early += 1;
                             t.early_details
                                 .push(early(&holds, h, next, stop, &rec.clock_steps));
@@ -538,6 +559,7 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
                     }
                 }
             }
+            Fault::Outside { .. } => t.outside_deaths += 1,
             Fault::Straggler { .. } => {}
         }
     }
@@ -711,9 +733,22 @@ fn holds(rec: &LaneRecord, rules: Rules) -> Vec<Hold> {
     }
     let mut holds: Vec<Hold> = by_id.into_values().collect();
     holds.sort_by_key(|h| h.ok);
+    // A worker killed from outside was last seen alive at its last history line.
+    let last_line = |pid: u32| {
+        rec.lines
+            .iter()
+            .filter(|l| l.hold.pid == pid)
+            .map(|l| l.t)
+            .max()
+    };
     for h in &mut holds {
         for f in &rec.faults {
-            if let Fault::Kill { pid, t, .. } | Fault::Straggler { pid, t } = *f
+            let death = match *f {
+                Fault::Kill { pid, t, .. } | Fault::Straggler { pid, t } => Some((pid, t)),
+                Fault::Outside { pid, .. } => last_line(pid).map(|t| (pid, t)),
+                _ => None,
+            };
+            if let Some((pid, t)) = death
                 && pid == h.id.pid
                 && t >= h.ok
             {

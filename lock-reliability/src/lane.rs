@@ -226,13 +226,27 @@ impl Lane {
     }
 
     /// Stops the workers: the stop file first, then `SIGKILL` for any still running after
-    /// `grace` (recorded as stragglers).
+    /// `grace` (recorded as stragglers). A worker found dead of a signal the runner never sent
+    /// it is recorded as killed from outside ([`Fault::Outside`]).
     pub async fn stop(&mut self, grace: Duration) {
+        use std::os::unix::process::ExitStatusExt;
         std::fs::write(stop_file(&self.dir), "").expect("the stop file");
         let deadline = tokio::time::Instant::now() + grace;
         for child in &mut self.workers {
             loop {
-                if child.try_wait().expect("wait for a worker").is_some() {
+                if let Some(status) = child.try_wait().expect("wait for a worker") {
+                    // A panic that aborts is counted as a panic, from the worker's stderr.
+                    if let Some(signal) = status.signal().filter(|&s| s != Signal::SIGABRT as i32) {
+                        let pid = child.id();
+                        eprintln!(
+                            "{}: worker {pid} died of signal {signal}, which the runner did \
+                             not send: something outside the run killed it (the OOM killer, \
+                             a `kill` of stopped processes meant for another run?); its locks \
+                             were freed when it died, the checker cannot tell when",
+                            self.name
+                        );
+                        self.faults.push(Fault::Outside { pid, signal });
+                    }
                     break;
                 }
                 if tokio::time::Instant::now() > deadline {

@@ -152,12 +152,16 @@ impl Report {
             ));
         }
         for b in Backend::ALL {
-            let (faults, mid) = self
+            let (faults, mid, outside) = self
                 .rows
                 .iter()
                 .filter(|r| r.backend == b && !r.scenario.is_cli())
-                .fold((0, 0), |(f, m), r| {
-                    (f + r.tally.faults, m + r.tally.paused_mid_operation)
+                .fold((0, 0, 0), |(f, m, o), r| {
+                    (
+                        f + r.tally.faults,
+                        m + r.tally.paused_mid_operation,
+                        o + r.tally.outside_deaths,
+                    )
                 });
             if faults > 0 {
                 s.push_str(&format!("\n{b}: {faults} faults in all."));
@@ -166,6 +170,12 @@ impl Report {
                 s.push_str(&format!(
                     " {mid} more pauses stopped a holder inside an operation on its lock file \
                      (not counted: the lock waits for that process to run again)."
+                ));
+            }
+            if outside > 0 {
+                s.push_str(&format!(
+                    " {outside} workers died of a signal the runner did not send: the run was \
+                     disturbed from outside (counted as violations; run it again)."
                 ));
             }
         }

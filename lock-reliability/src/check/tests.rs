@@ -709,3 +709,27 @@ fn a_wait_cut_off_by_a_fault_is_not_judged_for_starving() {
 fn writers_are_not_judged_for_starving_without_a_fair_line() {
     assert_eq!(check(&writer_waiting(5, 2000), LEASE).starved_writers, 0);
 }
+
+/// A, paused while it holds a tied lease, is killed by something outside the run (someone's
+/// `kill -9` of every stopped process): its lease ends with it, and B is granted at once.
+/// Without the outside death on record, that reads as an overlap, an early grant and a loss
+/// not told; with it, as one disturbed run and nothing against the library.
+#[test]
+fn a_holder_killed_from_outside_disturbs_the_run_and_frees_its_lock() {
+    let lines = "10 acquired 1.1 1 300
+                 50 acquired 2.1 2 345
+                 60 release 2.1 345
+                 61 released 2.1 released";
+    let tied = Rules {
+        ttl: Duration::from_nanos(300),
+        ..TIED
+    };
+    let mut faults = paused(20, 400);
+    let t = check(&record(lines, "", 0, faults.clone()), tied);
+    assert_eq!((t.overlaps, t.early, t.not_told), (1, 1, 1), "{t:?}");
+    faults.push(Fault::Outside { pid: A, signal: 9 });
+    let t = check(&record(lines, "", 0, faults), tied);
+    assert_eq!((t.overlaps, t.early, t.not_told), (0, 0, 0), "{t:?}");
+    assert_eq!(t.outside_deaths, 1);
+    assert_eq!(t.violations(true), 1, "the run fails, as disturbed: {t:?}");
+}
