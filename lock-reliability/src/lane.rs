@@ -162,7 +162,7 @@ impl Lane {
         let stderr = File::create(self.dir.join(format!("stderr-{}", self.started)))
             .expect("a worker's stderr file");
         let s = &self.spawn;
-        Command::new(&s.exe)
+        in_own_session(&mut Command::new(&s.exe))
             .arg("worker")
             .args(["--url", &s.url, "--name", self.name.as_str()])
             .arg("--dir")
@@ -345,7 +345,56 @@ pub async fn stopped(pid: u32) -> u64 {
     }
 }
 
+/// Starts `command` in a session of its own (`setsid`), so that only this runner signals the
+/// process it starts. A worker stopped by a pause scenario must stay stopped until the runner
+/// continues it: a shell or tool that started the runner may, when it ends, kill the stopped
+/// processes of its own session (one such tool runner was seen doing it: every stopped worker
+/// of the run died at one instant, and the checker, not knowing, read the freed locks as
+/// grants over capacity). The worker is no one else's job; the runner still stops it by pid.
+pub fn in_own_session(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: `setsid` is async-signal-safe and touches no memory of the parent: it is allowed
+    // between `fork` and `exec`.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        })
+    }
+}
+
 /// Sends `sig` to process `pid`; a process already gone is fine.
 pub fn signal(pid: u32, sig: Signal) {
     let _ = kill(Pid::from_raw(pid as i32), sig);
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    /// The session id of process `pid` (field 6 of `/proc/<pid>/stat`).
+    fn session_of(pid: u32) -> u32 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after_command = &stat[stat.rfind(')').unwrap() + 1..];
+        after_command
+            .split_whitespace()
+            .nth(3)
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_process_started_in_its_own_session_leads_it() {
+        let mut child = in_own_session(&mut Command::new("sleep"))
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let led = session_of(pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(led, pid, "its own session");
+        assert_ne!(session_of(std::process::id()), pid);
+    }
 }

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -16,7 +16,7 @@ use tokio::time::{Instant, sleep};
 use crate::check::cli::{CliFault, CliRecord, Strike};
 use crate::cli::log::{self, Entry};
 use crate::clock::{Rng, now_ns};
-use crate::lane::signal;
+use crate::lane::{in_own_session, signal};
 
 /// How a CLI lane's `lock run` processes are started.
 #[derive(Debug, Clone)]
@@ -86,7 +86,9 @@ impl CliLane {
         let s = &self.spawn;
         let low = s.hold_max.as_millis() as u64 / 10;
         let hold = low + self.rng.below(s.hold_max.as_millis() as u64 - low);
-        Command::new(&s.lock)
+        // A session of its own (see `in_own_session`), which also makes it a process group of
+        // its own, as the strikes at `lock`'s group need.
+        in_own_session(&mut Command::new(&s.lock))
             .args(["--backend", &s.url, "run", "--ttl"])
             .arg(format!("{}ms", s.ttl.as_millis()))
             .arg(&self.name)
@@ -96,7 +98,6 @@ impl CliLane {
             .arg("--dir")
             .arg(&self.dir)
             .args(["--hold-ms", &hold.to_string()])
-            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(self.stderr.try_clone().expect("the lane's stderr"))
