@@ -6,7 +6,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
+use tracing::Instrument;
 
+use crate::metrics;
 use crate::wait::{SayWaiting, acquire_timed};
 use crate::{
     Acquiring, Acquisition, Claim, Error, FencingToken, Holder, HolderTie, InvalidInput, Kind,
@@ -194,6 +196,8 @@ pub struct Guard {
     released: bool,
     /// Dropped with the guard: the lease then ends at once (after the release, or instead).
     tie: Option<HolderTie>,
+    /// When the grant was sent: the start of the hold `lock_hold_seconds` records.
+    granted: Instant,
 }
 
 impl Guard {
@@ -277,6 +281,7 @@ impl Guard {
             renewer,
             released: false,
             tie,
+            granted: sent,
         }
     }
 
@@ -340,7 +345,20 @@ impl Guard {
     pub async fn release(mut self) -> Result<ReleaseOutcome, Error> {
         self.released = true;
         self.renewer.abort();
-        self.lock.release(&self.lease.name, &self.lease.owner).await
+        self.record_hold();
+        let span = tracing::debug_span!("lock.release", backend = self.lock.backend_name(), name = %self.lease.name);
+        self.lock
+            .release(&self.lease.name, &self.lease.owner)
+            .instrument(span)
+            .await
+    }
+}
+
+impl Guard {
+    /// The hold, from its grant until now, in `lock_hold_seconds`.
+    fn record_hold(&self) {
+        let backend = self.lock.backend_name();
+        metrics::hold(backend, self.lease.kind, self.granted.elapsed());
     }
 }
 
@@ -350,6 +368,7 @@ impl Drop for Guard {
             return;
         }
         self.renewer.abort();
+        self.record_hold();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let lock = self.lock.clone();
             let Lease { name, owner, .. } = self.lease.clone();
@@ -369,15 +388,31 @@ struct Reports {
 }
 
 /// Renews every `every`; reports a loss as soon as a renewal is refused, or when `sent + ttl`
-/// of the last successful renewal passes without a new one.
+/// of the last successful renewal passes without a new one (and counts it in
+/// `lock_losses_total`).
 async fn renew_loop(
     lock: Arc<dyn Lock>,
     lease: Lease,
     every: Duration,
-    mut sent: Instant,
+    sent: Instant,
     reports: Reports,
 ) {
-    let loss = reports.loss;
+    let backend = lock.backend_name();
+    let name = lease.name.clone();
+    let reason = renew_until_lost(lock, lease, every, sent, reports.valid_until).await;
+    tracing::debug!(backend, %name, %reason, "lease lost");
+    metrics::loss(backend, &reason);
+    reports.loss.send_replace(Some(reason));
+}
+
+/// [`renew_loop`] until the loss, which it returns.
+async fn renew_until_lost(
+    lock: Arc<dyn Lock>,
+    lease: Lease,
+    every: Duration,
+    mut sent: Instant,
+    valid_until_tx: watch::Sender<Instant>,
+) -> LossReason {
     let ttl = lease.ttl;
     let retry = (every / 3).max(Duration::from_millis(5)).min(every);
     let mut next = sent + every;
@@ -392,31 +427,29 @@ async fn renew_loop(
         // stopped vouching for.
         tokio::select! {
             biased;
-            () = sleep_until(valid_until) => { loss.send_replace(Some(expired())); return; }
+            () = sleep_until(valid_until) => return expired(),
             () = sleep_until(next) => {}
         }
         let attempt = Instant::now();
         if attempt >= valid_until {
-            loss.send_replace(Some(expired()));
-            return;
+            return expired();
         }
         let result = tokio::select! {
             biased;
-            () = sleep_until(valid_until) => { loss.send_replace(Some(expired())); return; }
-            result = lock.renew(&lease.name, &lease.owner, ttl) => result,
+            () = sleep_until(valid_until) => return expired(),
+            result = lock.renew(&lease.name, &lease.owner, ttl)
+                .instrument(tracing::debug_span!("lock.renew", backend = lock.backend_name(), name = %lease.name)) => result,
         };
         match result {
             Ok(RenewOutcome::Renewed(_)) => {
                 sent = attempt;
-                reports.valid_until.send_replace(sent + ttl.duration());
+                valid_until_tx.send_replace(sent + ttl.duration());
                 next = attempt + every;
                 last_error = None;
             }
-            Ok(RenewOutcome::Lost) => {
-                loss.send_replace(Some(LossReason::Refused));
-                return;
-            }
+            Ok(RenewOutcome::Lost) => return LossReason::Refused,
             Err(e) => {
+                metrics::renewal_failed(lock.backend_name());
                 tracing::warn!(name = %lease.name, error = %e, "renewal failed; retrying until the lease would expire");
                 last_error = Some(e.to_string());
                 next = Instant::now() + retry;

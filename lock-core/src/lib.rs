@@ -12,6 +12,7 @@ mod kind;
 mod lease;
 mod lock;
 mod memory;
+mod metrics;
 mod name;
 mod outcome;
 mod owner;

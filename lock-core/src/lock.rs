@@ -38,6 +38,13 @@ pub trait Lock: Send + Sync + fmt::Debug {
     /// What this backend offers beyond the five operations.
     fn capabilities(&self) -> Capabilities;
 
+    /// A short, stable name of the backend: the `backend` label of the metrics the layer above
+    /// the backends records (`memory`, `file`, `redis`, `postgres`; see the README's
+    /// "Metrics"). A backend that does not say is `other`.
+    fn backend_name(&self) -> &'static str {
+        "other"
+    }
+
     /// Takes a lease on `claim.name` for `claim.owner`, of `claim.kind`, if the name has room
     /// for it [seed: `lock`].
     ///

@@ -150,6 +150,10 @@ impl MemoryLock {
 
 #[async_trait]
 impl Lock for MemoryLock {
+    fn backend_name(&self) -> &'static str {
+        "memory"
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             expiry: true,

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
+use crate::metrics;
 use crate::raw::InLineOutcome;
 use crate::{AcquireOutcome, Claim, Error, Holder, Lease, Lock};
 
@@ -132,6 +134,30 @@ pub(crate) async fn acquire_timed(
     lock: &dyn Lock,
     claim: Claim<'_>,
     wait: Wait,
+    on_waiting: Option<&SayWaiting>,
+) -> Result<(Acquisition<Lease>, Instant), Error> {
+    let (backend, kind) = (lock.backend_name(), claim.kind);
+    let span =
+        tracing::debug_span!("lock.acquire", backend, name = %claim.name, kind = kind.as_str());
+    let started = Instant::now();
+    let result = wait_for(lock, claim, wait, on_waiting)
+        .instrument(span)
+        .await;
+    let outcome = match &result {
+        Ok((Acquisition::Acquired(_), _)) => metrics::Outcome::Acquired,
+        Ok((Acquisition::Held(_), _)) => metrics::Outcome::Held,
+        Ok((Acquisition::TimedOut(_), _)) => metrics::Outcome::TimedOut,
+        Err(_) => metrics::Outcome::Error,
+    };
+    metrics::acquisition(backend, kind, outcome, started.elapsed());
+    result
+}
+
+/// [`acquire_timed`] without its accounting.
+async fn wait_for(
+    lock: &dyn Lock,
+    claim: Claim<'_>,
+    wait: Wait,
     mut on_waiting: Option<&SayWaiting>,
 ) -> Result<(Acquisition<Lease>, Instant), Error> {
     let capabilities = lock.capabilities();
@@ -144,6 +170,8 @@ pub(crate) async fn acquire_timed(
     };
     let in_line = wait != Wait::No && capabilities.fair_line;
     let mut backoff = MIN_BACKOFF;
+    // In the `lock_waiters` gauge from the first sleep until this returns.
+    let mut waiting = None;
     loop {
         let change = match wait {
             Wait::No => None,
@@ -174,6 +202,9 @@ pub(crate) async fn acquire_timed(
         let now = Instant::now();
         if deadline.is_some_and(|d| d <= now) {
             return time_out(lock, claim, holder, in_line, sent).await;
+        }
+        if waiting.is_none() {
+            waiting = Some(metrics::Waiting::start(lock.backend_name()));
         }
         if let Some(say) = on_waiting.take() {
             say(holder.as_ref());

@@ -26,6 +26,10 @@ use crate::transaction::Access;
 
 #[async_trait]
 impl Lock for FileLock {
+    fn backend_name(&self) -> &'static str {
+        "file"
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             expiry: true,

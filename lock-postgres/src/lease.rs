@@ -95,6 +95,10 @@ impl fmt::Debug for LeaseLock {
 
 #[async_trait]
 impl Lock for LeaseLock {
+    fn backend_name(&self) -> &'static str {
+        "postgres"
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             expiry: true,

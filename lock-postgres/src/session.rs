@@ -135,6 +135,10 @@ impl fmt::Debug for SessionLock {
 
 #[async_trait]
 impl Lock for SessionLock {
+    fn backend_name(&self) -> &'static str {
+        "postgres"
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             expiry: false,

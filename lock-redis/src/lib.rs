@@ -123,6 +123,10 @@ impl RedisLock {
 
 #[async_trait]
 impl Lock for RedisLock {
+    fn backend_name(&self) -> &'static str {
+        "redis"
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             expiry: true,
