@@ -54,7 +54,9 @@ fn samples(value: Option<&DebugValue>) -> Vec<f64> {
 async fn a_known_run_reads_back_as_its_metrics() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    recorder.install().expect("the only recorder of this process");
+    recorder
+        .install()
+        .expect("the only recorder of this process");
 
     let lock: Arc<dyn Lock> = Arc::new(MemoryLock::new());
     let name = LockName::new("nightly").unwrap();

@@ -416,10 +416,13 @@ pub fn check(rec: &LaneRecord, rules: Rules) -> Tally {
     // holds in for certain at that grant, with `i` counted in, would take more than the
     // capacity. On an exclusive lock that is any grant; on a semaphore, one while two others
     // hold; on a reader-writer lock, a writer's, or a reader's while `i` wrote.
+    // Only a grant that came after hold `i`'s can have taken its room: one with a lower token
+    // was granted before it (tokens rise in grant order), however late its worker wrote it
+    // down; and a hold written down after its own end held nothing.
     let next_needing = |i: usize, at: u64| {
         holds
             .iter()
-            .filter(|g| g.ok > at)
+            .filter(|g| g.ok > at && g.ok < g.end && g.token > holds[i].token)
             .find(|g| {
                 let cap = u64::from(g.kind.capacity());
                 let mut w = weight(&holds[i]) + weight(g);

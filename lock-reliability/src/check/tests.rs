@@ -733,3 +733,34 @@ fn a_holder_killed_from_outside_disturbs_the_run_and_frees_its_lock() {
     assert_eq!(t.outside_deaths, 1);
     assert_eq!(t.violations(true), 1, "the run fails, as disturbed: {t:?}");
 }
+
+/// Seen under load: a reader's worker wrote its grant down only after its own lease had
+/// lapsed (and after a writer was granted and then stopped). The reader's lower token says it
+/// was granted before the writer, so it took nothing of the stopped writer's room: no early
+/// grant. The same reader granted after the writer (a higher token) is one.
+#[test]
+fn a_grant_before_the_stopped_hold_is_no_early_grant_however_late_it_is_written_down() {
+    let history = |reader_token: u64| {
+        format!(
+            "0 invoke 2.1 s
+             105 invoke 1.1 x
+             106 acquired 1.1 2 205
+             130 acquired 2.1 {reader_token} {until}",
+            until = if reader_token < 2 { 100 } else { 230 },
+        )
+    };
+    let pause = vec![Fault::Pause {
+        pid: A,
+        stop: 120,
+        stopped: 120,
+        cont: 1_000,
+        mid_operation: false,
+    }];
+    let before = check(&record(&history(1), "", 0, pause.clone()), LEASE);
+    assert_eq!(before.early, 0, "granted before the writer: {before:?}");
+    let after = check(&record(&history(3), "", 0, pause), LEASE);
+    assert_eq!(
+        after.early, 1,
+        "granted after the writer stopped: {after:?}"
+    );
+}
