@@ -298,10 +298,28 @@ fn kill_cluster(postmaster: ServerProcess) {
     // Stopped, it can neither start new backends nor reap the ones we kill, so their pids
     // stay theirs while we signal them.
     postmaster.signal(Signal::SIGSTOP);
-    for backend in child_pids(postmaster.pid()) {
+    let backends = child_pids(postmaster.pid());
+    for &backend in &backends {
         send_signal(backend, Signal::SIGKILL);
     }
+    // Until each has died (a zombie, which the stopped postmaster cannot reap): one still
+    // dying holds the cluster's shared memory, and a restart would find it in use.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while backends.iter().any(|&pid| !has_died(pid)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     postmaster.kill();
+}
+
+/// Whether process `pid` has ended: gone, or a zombie waiting for its parent.
+fn has_died(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+        Err(_) => true,
+    }
 }
 
 /// Line `index` of `postmaster.pid`, which the postmaster keeps up to date.

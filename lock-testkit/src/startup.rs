@@ -57,8 +57,9 @@ impl LogMark {
 pub(crate) enum Attempt {
     /// It is up and answering.
     Ready(ServerProcess),
-    /// It exited because its port (or another resource) was still taken: try again.
-    Busy,
+    /// It exited because its port (or another resource) was still taken: try again. With
+    /// the end of its log, for the message when it stays taken.
+    Busy(String),
     /// It failed for good; the message says why and quotes the log.
     Failed(String),
 }
@@ -90,7 +91,7 @@ impl Startup<'_> {
             if process.has_exited() {
                 let log = self.log.text();
                 if self.busy_signs.iter().any(|sign| log.contains(sign)) {
-                    return Attempt::Busy;
+                    return Attempt::Busy(self.log.tail());
                 }
                 return Attempt::Failed(format!(
                     "{} exited while starting; {}",
@@ -129,7 +130,7 @@ pub(crate) fn start_on_free_port(
         let port = free_port();
         match launch(port) {
             Attempt::Ready(process) => return (port, process),
-            Attempt::Busy => continue,
+            Attempt::Busy(_) => continue,
             Attempt::Failed(message) => panic!("{message}"),
         }
     }
@@ -150,9 +151,11 @@ pub(crate) fn start_on_port(
     loop {
         match launch(port) {
             Attempt::Ready(process) => return process,
-            Attempt::Busy if Instant::now() < deadline => thread::sleep(Duration::from_millis(100)),
-            Attempt::Busy => {
-                panic!("{what}: port {port} was still taken after {RESTART_PATIENCE:?}")
+            Attempt::Busy(_) if Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(100))
+            }
+            Attempt::Busy(log) => {
+                panic!("{what}: port {port} was still taken after {RESTART_PATIENCE:?}; {log}")
             }
             Attempt::Failed(message) => panic!("{message}"),
         }
@@ -172,7 +175,7 @@ mod tests {
         let (port, _process) = start_on_free_port("sleep", |port| {
             tried.push(port);
             if tried.len() < 3 {
-                return Attempt::Busy;
+                return Attempt::Busy(String::new());
             }
             let mut sleep = Command::new("sleep");
             sleep.arg("10");
