@@ -124,7 +124,7 @@ impl PostgresServer {
     pub fn pause(&self) {
         if let Some(postmaster) = &self.process {
             // The postmaster first, so it starts no backend we would miss.
-            postmaster.signal(Signal::SIGSTOP);
+            stop(postmaster);
             for backend in child_pids(postmaster.pid()) {
                 send_signal(backend, Signal::SIGSTOP);
             }
@@ -296,30 +296,50 @@ host all all ::1/128 scram-sha-256
 /// SIGKILL to the postmaster and its backends, then reaps the postmaster.
 fn kill_cluster(postmaster: ServerProcess) {
     // Stopped, it can neither start new backends nor reap the ones we kill, so their pids
-    // stay theirs while we signal them.
-    postmaster.signal(Signal::SIGSTOP);
-    let backends = child_pids(postmaster.pid());
-    for &backend in &backends {
-        send_signal(backend, Signal::SIGKILL);
-    }
+    // stay theirs while we signal them. (Only once it *is* stopped: a signal is delivered
+    // after `kill` returns, and a backend forked in between would escape, holding the shared
+    // memory that the restart then finds in use.)
+    stop(&postmaster);
     // Until each has died (a zombie, which the stopped postmaster cannot reap): one still
     // dying holds the cluster's shared memory, and a restart would find it in use.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while backends.iter().any(|&pid| !has_died(pid)) && std::time::Instant::now() < deadline {
+    loop {
+        let living: Vec<u32> = child_pids(postmaster.pid())
+            .into_iter()
+            .filter(|&pid| !has_died(pid))
+            .collect();
+        if living.is_empty() || std::time::Instant::now() >= deadline {
+            break;
+        }
+        for pid in living {
+            send_signal(pid, Signal::SIGKILL);
+        }
         std::thread::sleep(Duration::from_millis(5));
     }
     postmaster.kill();
 }
 
+/// SIGSTOP to `process`, returning once it is stopped (at most a second).
+fn stop(process: &ServerProcess) {
+    process.signal(Signal::SIGSTOP);
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while state_of(process.pid()).is_some_and(|state| state != "T" && state != "t")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// The state letter of process `pid` in `/proc/<pid>/stat`, `None` when it is gone.
+fn state_of(pid: u32) -> Option<String> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_command = &stat[stat.rfind(')')? + 1..];
+    after_command.split_whitespace().next().map(str::to_owned)
+}
+
 /// Whether process `pid` has ended: gone, or a zombie waiting for its parent.
 fn has_died(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next())
-            .is_some_and(|state| state == "Z" || state == "X"),
-        Err(_) => true,
-    }
+    state_of(pid).is_none_or(|state| state == "Z" || state == "X")
 }
 
 /// Line `index` of `postmaster.pid`, which the postmaster keeps up to date.
