@@ -128,6 +128,8 @@ pub struct BareScriptsCycle {
     token: String,
     holders: String,
     permits: String,
+    line: String,
+    kept: String,
     channel: String,
     owner: String,
 }
@@ -145,6 +147,8 @@ impl BareScriptsCycle {
             token: "bench-bare:{bare}:token".into(),
             holders: "bench-bare:{bare}:holders".into(),
             permits: "bench-bare:{bare}:permits".into(),
+            line: "bench-bare:{bare}:line".into(),
+            kept: "bench-bare:{bare}:kept".into(),
             channel: "bench-bare:{bare}:released".into(),
             owner: "0123456789abcdef0123456789abcdef".into(),
         })
@@ -178,6 +182,8 @@ impl Side for BareScriptsCycle {
                 .key(&self.lease)
                 .key(&self.holders)
                 .key(&self.permits)
+                .key(&self.line)
+                .key(&self.kept)
                 .arg(&self.owner)
                 .arg(&self.channel)
                 .invoke_async(&mut self.conn)

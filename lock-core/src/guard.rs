@@ -394,25 +394,15 @@ async fn renew_loop(
     lock: Arc<dyn Lock>,
     lease: Lease,
     every: Duration,
-    sent: Instant,
+    mut sent: Instant,
     reports: Reports,
 ) {
-    let backend = lock.backend_name();
-    let name = lease.name.clone();
-    let reason = renew_until_lost(lock, lease, every, sent, reports.valid_until).await;
-    tracing::debug!(backend, %name, %reason, "lease lost");
-    metrics::loss(backend, &reason);
-    reports.loss.send_replace(Some(reason));
-}
-
-/// [`renew_loop`] until the loss, which it returns.
-async fn renew_until_lost(
-    lock: Arc<dyn Lock>,
-    lease: Lease,
-    every: Duration,
-    mut sent: Instant,
-    valid_until_tx: watch::Sender<Instant>,
-) -> LossReason {
+    let lose = |reason: LossReason| {
+        let backend = lock.backend_name();
+        tracing::debug!(backend, name = %lease.name, %reason, "lease lost");
+        metrics::loss(backend, &reason);
+        reports.loss.send_replace(Some(reason));
+    };
     let ttl = lease.ttl;
     let retry = (every / 3).max(Duration::from_millis(5)).min(every);
     let mut next = sent + every;
@@ -427,27 +417,26 @@ async fn renew_until_lost(
         // stopped vouching for.
         tokio::select! {
             biased;
-            () = sleep_until(valid_until) => return expired(),
+            () = sleep_until(valid_until) => return lose(expired()),
             () = sleep_until(next) => {}
         }
         let attempt = Instant::now();
         if attempt >= valid_until {
-            return expired();
+            return lose(expired());
         }
         let result = tokio::select! {
             biased;
-            () = sleep_until(valid_until) => return expired(),
-            result = lock.renew(&lease.name, &lease.owner, ttl)
-                .instrument(tracing::debug_span!("lock.renew", backend = lock.backend_name(), name = %lease.name)) => result,
+            () = sleep_until(valid_until) => return lose(expired()),
+            result = lock.renew(&lease.name, &lease.owner, ttl) => result,
         };
         match result {
             Ok(RenewOutcome::Renewed(_)) => {
                 sent = attempt;
-                valid_until_tx.send_replace(sent + ttl.duration());
+                reports.valid_until.send_replace(sent + ttl.duration());
                 next = attempt + every;
                 last_error = None;
             }
-            Ok(RenewOutcome::Lost) => return LossReason::Refused,
+            Ok(RenewOutcome::Lost) => return lose(LossReason::Refused),
             Err(e) => {
                 metrics::renewal_failed(lock.backend_name());
                 tracing::warn!(name = %lease.name, error = %e, "renewal failed; retrying until the lease would expire");
