@@ -352,9 +352,7 @@ impl Guard {
             .instrument(span)
             .await
     }
-}
 
-impl Guard {
     /// The hold, from its grant until now, in `lock_hold_seconds`.
     fn record_hold(&self) {
         let backend = self.lock.backend_name();

@@ -182,12 +182,10 @@ impl Lock for RedisLock {
         ops::inspect(self, name).await
     }
 
-    /// Subscribes to `name`'s channel on the handle's pub/sub connection (opened on first
-    /// use) and returns once the server has confirmed it; `None` when no pub/sub connection
-    /// can be had, so that waiters poll.
     /// Completes at a release or a place left that names `owner` among the waiters the room
     /// now serves, or at a force release: a release wakes only the waiters at the front of the
-    /// line that it can serve, not every waiter of the name.
+    /// line that it can serve, not every waiter of the name. Subscribes as
+    /// [`watch`](Lock::watch) does.
     async fn watch_turn(
         &self,
         name: &LockName,
@@ -201,6 +199,9 @@ impl Lock for RedisLock {
             .await)
     }
 
+    /// Subscribes to `name`'s channel on the handle's pub/sub connection (opened on first
+    /// use) and returns once the server has confirmed it; `None` when no pub/sub connection
+    /// can be had, so that waiters poll.
     async fn watch(&self, name: &LockName) -> Result<Option<ChangeFuture>, Error> {
         let keys = self.keys(name);
         Ok(self

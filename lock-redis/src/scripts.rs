@@ -130,12 +130,15 @@ end
 -- (`cap` is also taken for the shared or permit places when nothing is held: a place records
 -- its weight, not its capacity, so the freed lease's capacity stands in; too large a guess
 -- only wakes more). An exclusive place is served alone, and only when nothing is held. Only
--- newline: no turn wakes (the places ahead do not fit yet). `fallback` (every waiter wakes)
--- when no live place stands in line, or more than 32 would be named, or the line's keys hold
--- something this library does not write (the release goes on; the waiters are told of those
--- keys when they next ask).
+-- newline: no turn wakes (the places ahead do not fit yet). `nil` when no live place stands
+-- in line (no turn to wake: the caller says whether to wake everyone). `fallback` (every
+-- waiter wakes) when more than 32 would be named, or the line's keys hold something this
+-- library does not write (the release goes on; the waiters are told of those keys when they
+-- next ask).
 local function turns(line, kept, used, cap, fallback)
-  if redis.call('TYPE', line).ok ~= 'zset' then return fallback end
+  local line_type = redis.call('TYPE', line).ok
+  if line_type == 'none' then return nil end
+  if line_type ~= 'zset' then return fallback end
   local kept_type = redis.call('TYPE', kept).ok
   if kept_type ~= 'hash' and kept_type ~= 'none' then return fallback end
   local now = now_ms()
@@ -162,7 +165,7 @@ local function turns(line, kept, used, cap, fallback)
     end
     start = start + #chunk
   end
-  if not seen then return fallback end
+  if not seen then return nil end
   return '\n' .. table.concat(names, '\n')
 end
 

@@ -79,19 +79,24 @@ impl Watcher {
         owner: &str,
     ) -> Option<ChangeFuture> {
         let change = self.hub.subscribe_turn(channel, owner);
-        match self.subscribe(endpoint, channel).await {
-            Ok(()) => Some(change),
-            Err(e) => {
-                tracing::debug!(channel, error = %e, "no pub/sub: waiters poll");
-                None
-            }
-        }
+        self.confirmed(endpoint, channel, change).await
     }
 
     /// A future that completes at the next release on `channel` after this returns; `None`
     /// when no pub/sub connection can be had (the waiter then polls).
     pub(crate) async fn watch(&self, endpoint: &Endpoint, channel: &str) -> Option<ChangeFuture> {
         let change = self.hub.subscribe(channel);
+        self.confirmed(endpoint, channel, change).await
+    }
+
+    /// `change`, subscribed in the hub before the channel is, once the server has confirmed
+    /// the channel; `None` when it cannot be.
+    async fn confirmed(
+        &self,
+        endpoint: &Endpoint,
+        channel: &str,
+        change: ChangeFuture,
+    ) -> Option<ChangeFuture> {
         match self.subscribe(endpoint, channel).await {
             Ok(()) => Some(change),
             Err(e) => {
@@ -214,13 +219,13 @@ impl Watcher {
 /// left publishes a newline and the owners it serves, each after a newline: every plain
 /// watcher wakes, and of the waiters in line only those owners (none, for a lone newline).
 /// Anything else (a force release; a release by an earlier version of this crate, which
-/// publishes its token) wakes every waiter.
+/// publishes its token; owners that are not UTF-8) wakes every waiter.
 fn wake(hub: &ChangeHub, channel: &str, payload: &[u8]) {
-    match payload.strip_prefix(b"\n") {
-        Some(owners) => {
-            let owners = std::str::from_utf8(owners).unwrap_or_default();
-            hub.notify_turns(channel, owners.split('\n').filter(|o| !o.is_empty()));
-        }
+    match payload
+        .strip_prefix(b"\n")
+        .and_then(|owners| std::str::from_utf8(owners).ok())
+    {
+        Some(owners) => hub.notify_turns(channel, owners.split('\n').filter(|o| !o.is_empty())),
         None => hub.notify(channel),
     }
 }

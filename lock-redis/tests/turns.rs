@@ -190,3 +190,41 @@ async fn a_release_wakes_as_many_as_the_room_serves() {
         "a reader behind the waiting writer is not let past it"
     );
 }
+
+/// A waiting writer leaves the line of a name readers hold: the readers waiting behind it fit
+/// now. Over 32 of them is too many to name, so every waiter wakes; none may be left asleep.
+#[tokio::test]
+async fn a_leave_that_frees_more_waiters_than_it_names_wakes_them_all() {
+    let (holder, waiters) = (connect().await, connect().await);
+    let name = LockName::new("many-readers-behind-a-writer").unwrap();
+    let reader = OwnerId::random();
+    acquired(
+        &holder,
+        Claim::new(&name, &reader, ttl()).with_kind(Kind::Shared),
+    )
+    .await;
+    let writer = OwnerId::random();
+    in_line(&waiters, Claim::new(&name, &writer, ttl())).await;
+    let behind: Vec<OwnerId> = (0..40).map(|_| OwnerId::random()).collect();
+    let mut turns = Vec::new();
+    for owner in &behind {
+        let outcome = waiters
+            .try_acquire_in_line(
+                Claim::new(&name, owner, ttl()).with_kind(Kind::Shared),
+                KEEP,
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, InLineOutcome::Behind { .. }),
+            "behind the writer: {outcome:?}"
+        );
+        turns.push(turn(&waiters, &name, owner).await);
+    }
+    waiters.leave_line(&name, &writer).await.unwrap();
+    for (i, turn) in turns.into_iter().enumerate() {
+        tokio::time::timeout(PROMPTLY, turn)
+            .await
+            .unwrap_or_else(|_| panic!("reader {i} behind the writer that left is woken"));
+    }
+}

@@ -32,8 +32,11 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
     if n and n > 0 then used, cap = n, held end
   end
   local payload = turns(KEYS[1], KEYS[2], used, cap, 'left')
-  -- On a held name, only when the room serves someone the place stood in front of.
-  if used == 0 or (#payload > 1 and payload ~= 'left') then
+  -- On an open name, always (nobody left in line: every waiter looks); on a held one, only
+  -- when the room serves someone the place stood in front of.
+  if used == 0 then
+    redis.pcall('PUBLISH', ARGV[2], payload or 'left')
+  elseif payload and payload ~= '\n' then
     redis.pcall('PUBLISH', ARGV[2], payload)
   end
   return {1}

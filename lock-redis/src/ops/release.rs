@@ -23,7 +23,7 @@ if why then return {-1, KEYS[1], 'the lease key ' .. why} end
 if lease then
   if lease.owner ~= ARGV[1] then return {2} end
   redis.call('DEL', KEYS[1])
-  redis.pcall('PUBLISH', ARGV[2], turns(KEYS[4], KEYS[5], 0, SHARED, lease.token))
+  redis.pcall('PUBLISH', ARGV[2], turns(KEYS[4], KEYS[5], 0, SHARED, lease.token) or lease.token)
   return {1}
 end
 local n, held, bad = read_permits(KEYS[2], KEYS[3])
@@ -33,7 +33,8 @@ if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return {2} end
 local token = redis.call('HGET', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 if n == 1 then redis.call('DEL', KEYS[2], KEYS[3]) end
-redis.pcall('PUBLISH', ARGV[2], turns(KEYS[4], KEYS[5], n - 1, held, token or 'released'))
+local plain = token or 'released'
+redis.pcall('PUBLISH', ARGV[2], turns(KEYS[4], KEYS[5], n - 1, held, plain) or plain)
 return {1}
 "#;
 
